@@ -1,0 +1,49 @@
+# ChatBERT. `make install` then `make test`; `make help` lists the rest.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+# Nothing reaches the hub here; the code checks reachability itself, these keep libraries from trying.
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
+
+.PHONY: help install test test-slow export clean-nbs check-sync lock data-stats
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv with the exact pins of requirements.txt and chatbert (editable)
+
+$(STAMP): requirements.txt setup.py settings.ini
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade "pip>=24" "setuptools>=70" wheel
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
+	touch $@
+
+test: $(STAMP)  ## nbdev_test (every notebook) + pytest, offline, CPU
+	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --timing
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+test-slow: $(STAMP)  ## also the cells flagged slow
+	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --flags slow
+
+export: $(STAMP)  ## notebooks -> chatbert/ and clean notebook metadata
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+check-sync: $(STAMP)  ## fail if chatbert/ or the notebooks differ from what nbdev_export/nbdev_clean make
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean
+	git diff --exit-code -- chatbert nbs
+
+lock:  ## re-resolve the stack in a scratch venv and rewrite requirements.txt
+	rm -rf /tmp/chatbert-lock && $(PYTHON) -m venv /tmp/chatbert-lock
+	/tmp/chatbert-lock/bin/pip install -r requirements.txt && /tmp/chatbert-lock/bin/pip check
+	{ grep '^#' requirements.txt; /tmp/chatbert-lock/bin/pip freeze | sed 's/+cpu//'; } > requirements.txt.new && mv requirements.txt.new requirements.txt
+
+data-stats: $(STAMP)  ## data statistics of ccc and DailyDialog ($(DD)) to results/data/
+	$(BIN)/chatbert data-stats --source ccc
+	$(BIN)/chatbert data-stats --source dailydialog --path $(DD)
