@@ -1,0 +1,61 @@
+"The papermill notebooks and the run folder they write."
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from chatbert.config import config_names, load_config
+from chatbert.experiment import eval_indices, history_csv, load_chat
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_every_named_config_resolves_and_names_a_variant():
+    from chatbert.experiment import VARIANTS
+    for name in config_names():
+        assert load_config(name).model.variant in VARIANTS, name
+
+
+def test_notebooks_have_exactly_one_parameters_cell():
+    for nb in ("train.ipynb", "evaluate.ipynb"):
+        cells = nbformat.read(REPO / "nbs" / nb, as_version=4).cells
+        assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1, nb
+
+
+def test_eval_indices_are_fixed_and_spread():
+    a = eval_indices(1000, 50)
+    assert a == eval_indices(1000, 50) and len(set(a)) == 50 and max(a) > 500
+
+
+def test_history_csv_keeps_every_logged_key():
+    text = history_csv([{"step": 1, "loss": 2.0}, {"step": 2, "eval_loss": 1.5}])
+    assert text.splitlines()[0] == "step,eval_loss,loss" and len(text.splitlines()) == 3
+
+
+@pytest.mark.parametrize("variant", ["ed", "imr"])
+def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, variant):
+    out_nb, run = tmp_path / "train.ipynb", tmp_path / "run"
+    res = subprocess.run([str(BIN / "papermill"), str(REPO / "nbs" / "train.ipynb"), str(out_nb), "-p", "config", "smoke",
+                          "-p", "overrides", f"model.variant={variant}", "-p", "out_dir", str(run), "--cwd", str(REPO / "nbs")],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {p.name for p in run.iterdir()} >= {"metrics.json", "samples.jsonl", "config.yaml", "env.json", "history.csv"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert all(math.isfinite(v) for v in numbers.values()) and metrics["variant"] == variant
+    assert {"bleu4", "rouge1", "bertscore_f1", "distinct2"} <= set(numbers)
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == metrics["n"] and {"context", "reference", "reply"} <= set(samples[0])
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["variant"] == variant
+    params = nbformat.read(out_nb, as_version=4).metadata["papermill"]["parameters"]
+    assert params["config"] == "smoke" and params["overrides"] == f"model.variant={variant}"
+    env = json.loads((run / "env.json").read_text())
+    assert env["git"]["commit"] is None or len(env["git"]["commit"]) == 40
+    chat = load_chat(run)  # the run folder leads back to its model
+    assert len(chat.generate([["hello there", "hi! how are you?"]], max_new_tokens=5)) == 1

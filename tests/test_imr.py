@@ -1,0 +1,267 @@
+"ChatBERT-IMR: the collator, the decoding loop's promises, and a tiny model that overfits 8 replies and writes them back."
+import math
+
+import pytest
+import torch
+
+from chatbert.config import load_config
+from chatbert.data import load_examples
+from chatbert.imr import IMRChat, IMRCollator, build_inputs, canvas_len, make_canvas
+from chatbert.imr_decode import SCHEDULES, refine
+
+MASK = 0
+
+
+def small_cfg(**over):
+    "The smoke config with short contexts and replies, so the tiny model overfits in seconds."
+    o = {"data": {"max_reply_len": 8, "max_context_len": 24}, "train": {"eval_batch_size": 8}}
+    for k, v in over.items():
+        sec, key = k.split(".")
+        o.setdefault(sec, {})[key] = v
+    return load_config("smoke", o)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    "Tiny models run faster on one thread, above all on a busy machine."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def examples(tok):
+    return load_examples(small_cfg().data, tok)
+
+
+def peaked(p, V=64):
+    "A logits_fn giving position i the token i+1 with probability p[i], whatever the canvas holds."
+    C = len(p)
+    probs = ((1 - p) / (V - 1))[:, None].repeat(1, V)
+    probs[torch.arange(C), torch.arange(C) + 1] = p
+    return lambda canvas, rows: probs.log()[None].expand(len(rows), C, V)
+
+
+# -- the collator --
+
+def test_collator_masks_exactly_the_drawn_share_of_the_canvas_only(tok, examples):
+    C = canvas_len(small_cfg())
+    col = IMRCollator(tok, C)
+    feats = [examples["train"][i] for i in range(16)]
+    torch.manual_seed(0)
+    ratios, full = [], 0
+    for _ in range(30):
+        b = col(feats)
+        labelled = b["labels"] != -100
+        assert torch.equal(labelled.sum(1), (b["mask_ratio"] * C).round().long())
+        assert not labelled[:, : -C - 1].any() and not labelled[:, -1].any()          # never the context
+        assert torch.equal(labelled, b["input_ids"] == tok.mask_token_id)
+        canvas = make_canvas([f["reply_ids"] for f in feats], C, tok.sep_token_id)
+        assert torch.equal(b["labels"][:, -C - 1:-1][labelled[:, -C - 1:-1]], canvas[labelled[:, -C - 1:-1]])
+        ctx = build_inputs([f["context_ids"] for f in feats], canvas, tok)["input_ids"][:, : -C - 1]
+        assert torch.equal(b["input_ids"][:, : -C - 1], ctx)                           # context untouched
+        ratios += (b["mask_ratio"] * C).round().long().tolist()
+        full += int((b["mask_ratio"] == 1.0).sum())
+    assert set(ratios) == set(range(1, C + 1)) and full > 0                             # every share 1/C..1; t = 1.0 occurs
+
+
+def test_a_batch_of_at_least_C_rows_always_has_a_fully_masked_canvas(tok, examples):
+    feats = [examples["train"][i] for i in range(8)]
+    col = IMRCollator(tok, 8)
+    assert all(col(feats)["mask_ratio"].max() == 1.0 for _ in range(50))
+
+
+# -- the decoding loop, with planted logits --
+
+def test_schedules_commit_different_counts_per_step():
+    C = 12
+    p = torch.tensor([.95, .9, .8, .7, .6, .4, .3, .3, .2, .2, .1, .05])
+    counts = {}
+    for s in SCHEDULES:
+        r = refine(peaked(p), torch.full((1, C), MASK), torch.zeros(1, C, dtype=torch.bool), MASK, steps=4,
+                   schedule=s, threshold=0.5, remask=False, trace=True)
+        counts[s] = [int(e["committed"].sum()) for e in r.trace]
+        assert sum(counts[s]) == C and (r.canvas != MASK).all()
+    assert len({tuple(v) for v in counts.values()}) == 3, counts
+    assert counts["cosine"][0] < counts["linear"][0] and counts["threshold"][0] == 5
+
+
+def test_threshold_with_all_confident_logits_finishes_in_one_step():
+    C = 10
+    r = refine(peaked(torch.full((C,), 0.99)), torch.full((3, C), MASK), torch.zeros(3, C, dtype=torch.bool), MASK,
+               steps=8, schedule="threshold", threshold=0.9, trace=True)
+    assert r.forwards == 1 and len(r.trace) == 1 and r.steps.tolist() == [1, 1, 1]
+    assert r.canvas.tolist() == [list(range(1, C + 1))] * 3
+
+
+def test_remasking_a_planted_low_confidence_token():
+    C = 6
+    start = torch.full((1, C), MASK); start[0, 3] = 9                                  # a wrong token, committed
+    planted = torch.zeros(1, C); planted[0, 3] = 0.02
+    free = torch.zeros(1, C, dtype=torch.bool)
+    r = refine(peaked(torch.full((C,), 0.6)), start, free, MASK, steps=4, schedule="linear", confidence=planted, trace=True)
+    assert r.trace[0]["remasked"][0].nonzero().flatten().tolist() == [3]
+    assert r.canvas[0, 3] == 4                                                          # re-predicted: the model's token
+    r = refine(peaked(torch.full((C,), 0.6)), start, free, MASK, steps=4, schedule="linear", confidence=planted,
+               remask=False, trace=True)
+    assert r.canvas[0, 3] == 9 and not any(e["remasked"].any() for e in r.trace)
+
+
+def test_temperature_annealing_changes_confidences():
+    C = 4
+    p = torch.full((C,), 0.5)
+    runs = [refine(peaked(p), torch.full((1, C), MASK), torch.zeros(1, C, dtype=torch.bool), MASK, steps=2,
+                   schedule="linear", temperature=t0, temperature_end=t1, remask=False, trace=True) for t0, t1 in
+            ((1.0, None), (2.0, 0.5))]
+    assert [e["temperature"] for e in runs[1].trace] == [2.0, 0.5]
+    c_plain, c_anneal = runs[0].trace[0]["proposal_conf"][0, 0], runs[1].trace[0]["proposal_conf"][0, 0]
+    assert abs(c_plain - 0.5) < 1e-5 and c_anneal < 0.2                                 # hot: flatter, less sure
+
+
+# -- a tiny model that overfits 8 replies --
+
+def train_tiny(tok, examples, blind: bool, steps: int = 150):
+    "Overfit IMRChat (tiny backbone) on 8 short replies with a plain torch loop."
+    cfg = small_cfg(**{"imr.context_sees_canvas": not blind})
+    torch.manual_seed(0)
+    chat = IMRChat.from_config(cfg, tok)
+    seen, feats = set(), []
+    for ex in examples["train"]:
+        key = tuple(ex["context_ids"])
+        if 2 <= len(ex["reply_ids"]) <= 6 and key not in seen:
+            seen.add(key); feats.append(ex)
+        if len(feats) == 8: break
+    col, model = chat.collator(), chat.model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3)
+    for _ in range(steps):
+        loss = model(**col(feats)).loss
+        loss.backward(); opt.step(); opt.zero_grad()
+    model.eval()
+    return chat, feats
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["context_sees_canvas", "canvas_blind"])
+def overfit(request, tok, examples):
+    return (*train_tiny(tok, examples, blind=request.param), request.param)
+
+
+def test_overfit_greedy_reproduces_replies_with_their_lengths(overfit):
+    chat, feats, blind = overfit
+    ctx = [f["context_ids"] for f in feats]
+    for mode in ("end", "free"):                                                       # length from the end token
+        out = chat.decode_ids(ctx, steps=chat.canvas_len, length=mode)
+        hits = sum(t == list(f["reply_ids"]) for t, f in zip(out.tokens, feats))
+        assert hits >= 6, (mode, out.tokens, [f["reply_ids"] for f in feats])
+        assert sum(n == len(f["reply_ids"]) for n, f in zip(out.lengths.tolist(), feats)) >= 6
+    if blind:                                                                           # every row trains the length head
+        head = chat.decode_ids(ctx, steps=chat.canvas_len, length="head")
+        assert sum(n == len(f["reply_ids"]) for n, f in zip(head.lengths.tolist(), feats)) >= 6
+        beam = chat.decode_ids(ctx, steps=chat.canvas_len, length="beam", length_beam=3)
+        assert sum(t == list(f["reply_ids"]) for t, f in zip(beam.tokens, feats)) >= 6
+
+
+def test_batched_greedy_equals_one_by_one(overfit):
+    chat, feats, _ = overfit
+    ctx = [f["context_ids"] for f in feats] + [feats[0]["context_ids"][:3], [], feats[1]["context_ids"][::-1]]
+    for kw in ({}, {"schedule": "threshold", "threshold": 0.7}):
+        batched = chat.decode_ids(ctx, **kw).tokens
+        single = [chat.decode_ids([c], **kw).tokens[0] for c in ctx]
+        assert batched == single, kw
+
+
+def test_fixed_tokens_survive_decoding(overfit, tok):
+    chat, feats, _ = overfit
+    hist = [["hello", "how are you today?"]] * 2
+    q = tok.convert_tokens_to_ids("?")
+    templates = [[None, q, None, None], [q, None]]
+    out = chat.infill(hist, templates, steps=4)
+    assert out.tokens[0][1] == q and out.tokens[1][0] == q and out.lengths.tolist() == [4, 2]
+    assert out.canvas[0, 4:].eq(tok.sep_token_id).all()
+    fixed = torch.full((1, chat.canvas_len), -1); fixed[0, 0] = q                       # not the reply's first token
+    got = chat.decode_ids([feats[0]["context_ids"]], fixed=fixed)
+    assert got.canvas[0, 0] == q
+
+
+def test_trace_has_one_entry_per_step_run(overfit):
+    chat, feats, _ = overfit
+    hist = [list(feats[0]["context"]), list(feats[1]["context"])]
+    replies, traces = chat.generate(hist, trace=True, steps=50, schedule="linear")
+    out = chat.decode_ids(chat._contexts(hist), steps=50, schedule="linear")
+    for tr, n in zip(traces, out.steps.tolist()):
+        assert len(tr) == n < 50                                                        # stopped when nothing was masked
+        assert [e["step"] for e in tr] == list(range(n)) and "[MASK]" not in tr[-1]["tokens"]
+        assert all(e["committed"] for e in tr)
+
+
+def test_cached_context_decoding_equals_full_passes(overfit):
+    chat, feats, blind = overfit
+    if not blind: pytest.skip("the context is cached only when it does not see the canvas")
+    ctx = [f["context_ids"] for f in feats]
+    inputs = build_inputs(ctx, torch.full((len(ctx), chat.canvas_len), chat.mask_id), chat.tokenizer)
+    with torch.no_grad():
+        kv, _ = chat.model.context_cache(**inputs)
+        assert torch.allclose(chat.model.canvas_logits(**inputs, kv=kv), chat.model.canvas_logits(**inputs), atol=1e-4)
+
+
+def test_nelbo_drops_after_overfitting_and_is_seeded(overfit, tok):
+    chat, feats, blind = overfit
+    nl = chat.nelbo(feats, samples=4, seed=1)
+    assert nl["nelbo_per_token"] < 1.0 and nl["tokens"] == sum(len(f["reply_ids"]) + 1 for f in feats)
+    assert chat.nelbo(feats, samples=4, seed=1) == nl
+    fresh = IMRChat.from_config(small_cfg(), tok)
+    assert fresh.nelbo(feats, samples=4)["nelbo_per_token"] > 5
+
+
+def test_nelbo_estimates_the_exact_bound_on_a_two_position_canvas(tok, examples):
+    "With C = 2 the bound is (a0 + a1)/2 + (b0 + b1)/2 (a: the other position visible, b: none): checkable by hand."
+    chat = IMRChat.from_config(small_cfg(**{"imr.canvas_len": 2}), tok)
+    chat.model.eval()
+    ex = examples["train"][0]
+    canvas = make_canvas([ex["reply_ids"]], 2, tok.sep_token_id)[0]
+    def nll(masked):
+        cv = canvas.clone(); cv[masked] = tok.mask_token_id
+        with torch.no_grad(): lp = chat.model(**build_inputs([ex["context_ids"]], cv[None], tok)).logits[0].log_softmax(-1)
+        return [-lp[i, canvas[i]].item() for i in masked]
+    a0, a1 = nll([0])[0], nll([1])[0]
+    b0, b1 = nll([0, 1])
+    exact = (a0 + a1) / 2 + (b0 + b1) / 2
+    est = chat.nelbo([ex], samples=400, seed=0)
+    assert abs(est["nelbo"] - exact) < 0.05 * exact
+
+
+# -- the Trainer, saving and loading --
+
+def test_fit_with_trainer_then_save_and_load(tmp_path, tok, examples):
+    cfg = small_cfg(**{"train.max_steps": 4, "train.eval_steps": 2, "train.batch_size": 4, "imr.head_lr": 1e-2})
+    chat = IMRChat.from_config(cfg, tok)
+    train, val = examples["train"].select(range(32)), examples["validation"].select(range(min(8, len(examples["validation"]))))
+    trainer = chat.fit(train, val, tmp_path / "run")
+    hist = trainer.state.log_history
+    evals = [h["eval_loss"] for h in hist if "eval_loss" in h]
+    assert trainer.state.global_step == 4 and len(evals) >= 2 and all(math.isfinite(e) for e in evals)
+    head_group = next(g for g in trainer.optimizer.param_groups if any(p is chat.model.cls.predictions.bias for p in g["params"]))
+    emb_group = next(g for g in trainer.optimizer.param_groups
+                     if any(p is chat.model.bert.embeddings.word_embeddings.weight for p in g["params"]))
+    assert head_group["initial_lr"] == 1e-2 and emb_group["initial_lr"] == cfg.train.lr
+    hist2 = [["hi!", "hey, what's up?"], ["Ünïcode 🎉 works?"]]
+    before = chat.generate(hist2, steps=3)
+    chat.save(tmp_path / "saved")
+    loaded = IMRChat.load(tmp_path / "saved")
+    assert loaded.generate(hist2, steps=3) == before and loaded.cfg == chat.cfg
+
+
+def test_bad_inputs_fail_clearly(tmp_path, tok):
+    chat = IMRChat.from_config(small_cfg(), tok)
+    with pytest.raises(ValueError, match="empty"):
+        chat.generate([["hello", "   "]])
+    with pytest.raises(Exception, match="Unknown config key 'decode.step'"):
+        chat.generate([["hello"]], step=3)
+    with pytest.raises(FileNotFoundError, match="not an IMR checkpoint"):
+        IMRChat.load(tmp_path)
+    chat.save(tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(OSError, match="cannot load"):
+        IMRChat.load(tmp_path / "c")
+    long_history = [["word " * 500]]                                                    # left-truncated, no crash
+    assert isinstance(chat.generate(long_history, steps=2)[0], str)
