@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
 
-.PHONY: help install test test-slow export clean-nbs check-sync lock data-stats
+.PHONY: help install test test-slow export clean-nbs check-sync lock data-stats quickstart bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,3 +47,11 @@ lock:  ## re-resolve the stack in a scratch venv and rewrite requirements.txt
 data-stats: $(STAMP)  ## data statistics of ccc and DailyDialog ($(DD)) to results/data/
 	$(BIN)/chatbert data-stats --source ccc
 	$(BIN)/chatbert data-stats --source dailydialog --path $(DD)
+
+quickstart: $(STAMP)  ## offline CPU demo: train + evaluate quick_imr and quick_ed, then a short conversation with each
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_imr
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_ed
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert demo results/runs/quick_imr results/runs/quick_ed
+
+bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
