@@ -14,7 +14,7 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoToken
 
 # %% auto #0
 __all__ = ['OTHER', 'SELF', 'SPEAKER_MARKS', 'OFFLINE_HINT', 'TINY', 'BackboneUnavailable', 'minilm_path', 'hub_reachable',
-           'load_tokenizer', 'tiny_config', 'load_backbone']
+           'load_tokenizer', 'tiny_config', 'load_backbone', 'distilbert_as_bert']
 
 # %% ../nbs/02_backbone.ipynb #482126d6
 OTHER, SELF = "[unused0]", "[unused1]"   # the other speaker, the replier
@@ -85,6 +85,48 @@ def load_backbone(name: str = "minilm", # minilm | tiny | hub name | local folde
     elif name == "minilm": model = bert_cls.from_pretrained(minilm_path(), **kw)
     elif Path(name).is_dir(): model = auto_cls.from_pretrained(name, **kw)
     else: model = _hub_call(name, auto_cls.from_pretrained, **kw)
+    if model.config.model_type == "distilbert": model = distilbert_as_bert(model)   # every variant is written for BERT
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     return model
+
+# %% ../nbs/02_backbone.ipynb #acb0246d
+def _distil_keys(n_layers: int) -> dict[str, str]:
+    "DistilBERT parameter name -> BERT parameter name (bare encoder names; the MLM head's separately)."
+    keys = {f"embeddings.{k}": f"embeddings.{k}" for k in ("word_embeddings.weight", "position_embeddings.weight",
+                                                           "LayerNorm.weight", "LayerNorm.bias")}
+    parts = {"attention.q_lin": "attention.self.query", "attention.k_lin": "attention.self.key",
+             "attention.v_lin": "attention.self.value", "attention.out_lin": "attention.output.dense",
+             "sa_layer_norm": "attention.output.LayerNorm", "ffn.lin1": "intermediate.dense",
+             "ffn.lin2": "output.dense", "output_layer_norm": "output.LayerNorm"}
+    for i in range(n_layers):
+        for d, b in parts.items():
+            for w in ("weight", "bias"): keys[f"transformer.layer.{i}.{d}.{w}"] = f"encoder.layer.{i}.{b}.{w}"
+    return keys
+
+_DISTIL_HEAD = {"vocab_transform.weight": "cls.predictions.transform.dense.weight",
+                "vocab_transform.bias": "cls.predictions.transform.dense.bias",
+                "vocab_layer_norm.weight": "cls.predictions.transform.LayerNorm.weight",
+                "vocab_layer_norm.bias": "cls.predictions.transform.LayerNorm.bias",
+                "vocab_projector.bias": "cls.predictions.bias"}
+
+def distilbert_as_bert(model: PreTrainedModel) -> PreTrainedModel:
+    "A `DistilBertModel` as the equivalent `BertModel`, a `DistilBertForMaskedLM` as `BertForMaskedLM` (tied head)."
+    c = model.config
+    config = BertConfig(vocab_size=c.vocab_size, hidden_size=c.dim, num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+                        intermediate_size=c.hidden_dim, hidden_act=c.activation, max_position_embeddings=c.max_position_embeddings,
+                        hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout,
+                        layer_norm_eps=1e-12, pad_token_id=c.pad_token_id, type_vocab_size=2)
+    mlm = hasattr(model, "vocab_projector")
+    body = model.distilbert if mlm else model
+    bert = BertForMaskedLM(config) if mlm else BertModel(config, add_pooling_layer=False)
+    prefix = "bert." if mlm else ""
+    src = body.state_dict()
+    state = {prefix + b: src[d] for d, b in _distil_keys(c.n_layers).items()}
+    state[prefix + "embeddings.token_type_embeddings.weight"] = torch.zeros(2, c.dim)   # no token types: adds nothing
+    if mlm: state |= {b: model.state_dict()[d] for d, b in _DISTIL_HEAD.items()}
+    missing, unexpected = bert.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids", "decoder.weight", "decoder.bias"))]
+    if missing or unexpected: raise RuntimeError(f"DistilBERT -> BERT: missing {missing}, unexpected {unexpected}")
+    if mlm: bert.tie_weights()
+    return bert

@@ -52,6 +52,7 @@ class TrainConfig:
     grad_accum: int = 1                 # gradient accumulation steps
     max_train_examples: int | None = None  # cap on training examples (quick runs)
     max_eval_examples: int | None = 500    # test examples scored by the evaluation harness
+    max_val_examples: int | None = None    # validation examples for the validation loss (a fixed seeded sample; None: all)
     device: str = "auto"                # auto | cpu | cuda | mps
     logging_steps: int = 50             # steps between training-loss logs
     eval_steps: int = 500               # steps between validation losses (and checkpoints)

@@ -10,15 +10,16 @@ from pathlib import Path
 import yaml
 
 from .backbone import load_tokenizer
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, ConfigError, from_dict, load_config, to_dict
 from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .data import load_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
 
 # %% auto #0
-__all__ = ['VARIANTS', 'chat_class', 'read_config', 'run_dir', 'checkpoint_dir', 'fresh_checkpoints', 'load_chat', 'eval_indices',
-           'test_set', 'timed_generate', 'make_bertscore', 'evaluate_chat', 'history_csv', 'prepare_run', 'train_run',
-           'write_run', 'run_experiment']
+__all__ = ['VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'read_config', 'run_dir', 'checkpoint_dir', 'fresh_checkpoints',
+           'load_chat', 'eval_indices', 'validation_set', 'test_set', 'timed_generate', 'make_bertscore',
+           'evaluate_chat', 'history_csv', 'prepare_run', 'train_run', 'write_run', 'run_experiment', 'config_diff',
+           'rescores_base', 'run_ablations']
 
 # %% ../nbs/09a_experiment.ipynb #4f6da9db
 VARIANTS = {"ed": ("chatbert.ed", "EDChat"), "baseline": ("chatbert.baseline", "BaselineChat"),
@@ -74,6 +75,10 @@ def eval_indices(n_test: int, n: int | None) -> list[int]:
     if n is None or n >= n_test: return list(range(n_test))
     return sorted(random.Random(0).sample(range(n_test), n))
 
+def validation_set(dd, cfg: Config):
+    "The validation examples of the validation loss: all, or a fixed sample of `train.max_val_examples`."
+    return dd["validation"].select(eval_indices(len(dd["validation"]), cfg.train.max_val_examples))
+
 def test_set(dd, cfg: Config) -> tuple[list[list[str]], list[str], list[str]]:
     "Histories, references and conversation ids of the evaluated test examples."
     ds = dd["test"].select(eval_indices(len(dd["test"]), cfg.train.max_eval_examples))
@@ -100,7 +105,8 @@ def evaluate_chat(chat, cfg: Config, dd, bertscore: BertScore | None = None,
     runs = []
     for seed in (cfg.eval.sample_seeds if sampled else [cfg.decode.seed]):
         replies, sec = timed_generate(chat, histories, **{**decoding, "seed": seed})
-        runs.append({**generation_metrics(replies, refs, bertscore, cfg.eval.distinct_sample), "seconds_per_reply": sec})
+        stats = getattr(chat, "last_stats", None) or {}   # a variant's own statistics of this call (FIB: coverage, copy rate)
+        runs.append({**generation_metrics(replies, refs, bertscore, cfg.eval.distinct_sample), **stats, "seconds_per_reply": sec})
         if len(runs) == 1: first = replies
     metrics = mean_and_spread(runs) if sampled else runs[0]
     if hasattr(chat, "likelihood_metrics"): metrics |= chat.likelihood_metrics(histories, refs)
@@ -129,7 +135,7 @@ def train_run(cfg: Config, tok, dd, train):
     "Build and train the variant; save the final model in the checkpoint folder. Returns (chat, log history, model dir)."
     chat = chat_class(cfg.model.variant).from_config(cfg, tok)
     ckpt = fresh_checkpoints(cfg)
-    trainer = chat.fit(train, dd["validation"], ckpt)
+    trainer = chat.fit(train, validation_set(dd, cfg), ckpt)
     log = getattr(getattr(trainer, "state", None), "log_history", None) or []
     return chat, log, chat.save(ckpt/"final")
 
@@ -156,3 +162,64 @@ def run_experiment(cfg: Config, out_dir: str | Path | None = None, # run folder 
     env = environment_info(get_device(cfg.train.device)) | {"model_dir": str(model_dir), "wall_seconds": time.time() - t0}
     write_run(out_dir or run_dir(cfg), cfg, metrics, samples, log, env)
     return metrics
+
+# %% ../nbs/09a_experiment.ipynb #2f47d00a
+ABLATIONS = {  # suite -> (base config, ablation configs); the DailyDialog ED suite is the original work's
+    "ed_dd": ("ed_dd", ["ed_dd_frozen", "ed_dd_dec2", "ed_dd_dec6", "ed_dd_lr1e4", "ed_dd_lr1e5"]),
+    "imr_dd": ("imr_dd", ["imr_dd_linear", "imr_dd_threshold", "imr_dd_noremask", "imr_dd_steps4", "imr_dd_steps16",
+                          "imr_dd_nolength", "imr_dd_elbo"]),
+    "imr_quick": ("quick_imr", ["imr_quick_linear", "imr_quick_threshold", "imr_quick_noremask", "imr_quick_steps4",
+                                "imr_quick_steps16", "imr_quick_nolength", "imr_quick_elbo"]),
+    "ed_quick": ("quick_ed", ["ed_quick_frozen", "ed_quick_dec2"]),
+    "smoke": ("imr_smoke", ["imr_smoke_noremask", "imr_smoke_nolength"]),   # seconds: the notebook's default
+}
+RESCORABLE = ("decode", "eval")   # config sections that change how a trained model is scored, not the model
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
+
+def config_diff(name: str, base: str) -> dict[str, object]:
+    "The settings of config `name` that differ from config `base` (dotted keys), name and description aside."
+    a, b = _flat(to_dict(load_config(name))), _flat(to_dict(load_config(base)))
+    return {k: v for k, v in a.items() if b.get(k, object()) != v and k not in ("name", "description")}
+
+def rescores_base(name: str, base: str) -> bool:
+    "Does `name` only change how `base`'s trained model is scored (so no new training is needed)?"
+    return all(k.split(".")[0] in RESCORABLE for k in config_diff(name, base))
+
+def _notebook_runner(notebook: str, out: Path, params: dict):
+    from chatbert.cli import run_notebook
+    run_notebook(notebook, out/notebook, params)
+
+def run_ablations(suite: str, # a name in ABLATIONS, or a new name when `configs` and `base` are given
+                  configs: list[str] | None = None, base: str | None = None,
+                  results: str | Path | None = None, # results folder (default: the repository's results/)
+                  runner=_notebook_runner, # (notebook, run folder, parameters) -> None; raises on failure
+                  retrain_base: bool = False) -> dict:
+    "Train the base (unless its run exists) and every ablation; failures are recorded, not raised."
+    base0, configs0 = ABLATIONS.get(suite, (None, None))
+    base, configs = base or base0, configs or configs0
+    if not base or not configs: raise ConfigError(f"Unknown ablation suite '{suite}': give configs and base. Known: {', '.join(ABLATIONS)}")
+    runs_dir = Path(results or project_root()/"results")/"runs"
+    rows = []
+    for name in [base, *configs]:
+        out, t0 = runs_dir/name, time.time()
+        row = {"config": name, "run_dir": str(out), "changed": config_diff(name, base) if name != base else {}, "error": None}
+        try:
+            if name == base and (out/"metrics.json").is_file() and not retrain_base: row["mode"] = "existing"
+            elif name != base and rescores_base(name, base):
+                row["mode"] = "rescore"
+                overrides = " ".join(f"{k}={v}" for k, v in row["changed"].items())
+                runner("evaluate.ipynb", out, {"run_dir": str(runs_dir/base), "overrides": overrides, "out_dir": str(out), "name": name})
+            else:
+                row["mode"] = "train"
+                runner("train.ipynb", out, {"config": name, "overrides": "", "out_dir": str(out)})
+            if not (out/"metrics.json").is_file(): raise RuntimeError(f"{out}: no metrics.json after the run")
+            row["status"] = "ok"
+        except Exception as e:   # one failed ablation must not stop the suite; the error is kept for the report
+            row |= {"status": "failed", "error": f"{type(e).__name__}: {str(e)[-1500:]}"}
+            print(f"{name}: FAILED ({row['error'][:300]})")
+        rows.append(row | {"seconds": round(time.time() - t0, 1)})
+    report = {"suite": suite, "base": base, "runs": rows, "env": environment_info("cpu")}
+    write_json_atomic(report, Path(results or project_root()/"results")/"ablations"/f"{suite}.json")
+    return report

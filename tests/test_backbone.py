@@ -56,3 +56,33 @@ def test_local_folder_round_trip(tmp_path, tok):
     again = load_backbone(str(tmp_path))
     assert torch.equal(model.embeddings.word_embeddings.weight, again.embeddings.word_embeddings.weight)
     assert load_tokenizer(str(tmp_path))("hello")["input_ids"] == tok("hello")["input_ids"]
+
+
+@pytest.fixture
+def distil_folder(tmp_path, tok):
+    "A tiny random DistilBERT saved as a local backbone folder (the real distilbert-base-uncased needs the hub)."
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+    torch.manual_seed(0)
+    DistilBertForMaskedLM(DistilBertConfig(vocab_size=len(tok), dim=64, n_layers=2, n_heads=2, hidden_dim=128)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_distilbert_folder_loads_as_the_same_function_in_bert_classes(distil_folder, tok):
+    from transformers import BertForMaskedLM, BertModel, DistilBertForMaskedLM
+    ref = DistilBertForMaskedLM.from_pretrained(distil_folder).eval()
+    mlm, enc = load_backbone(str(distil_folder), "mlm").eval(), load_backbone(str(distil_folder)).eval()
+    assert isinstance(mlm, BertForMaskedLM) and isinstance(enc, BertModel)
+    ids = torch.tensor([tok("hello there, how are you?")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(ref(input_ids=ids).logits, mlm(input_ids=ids).logits, atol=1e-5)
+        assert torch.allclose(ref.distilbert(ids).last_hidden_state, enc(ids).last_hidden_state, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["imr", "baseline", "ed"])
+def test_every_bert_variant_builds_and_replies_on_a_distilbert_backbone(distil_folder, variant):
+    from chatbert.config import load_config
+    from chatbert.experiment import chat_class
+    cfg = load_config("smoke", {"model": {"variant": variant, "backbone": str(distil_folder)}})
+    chat = chat_class(variant).from_config(cfg)
+    assert len(chat.generate([["hi", "hello! how are you?"]], max_new_tokens=4)) == 1

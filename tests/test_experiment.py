@@ -23,7 +23,7 @@ def test_every_named_config_resolves_and_names_a_variant():
 
 
 def test_notebooks_have_exactly_one_parameters_cell():
-    for nb in ("train.ipynb", "evaluate.ipynb"):
+    for nb in ("train.ipynb", "evaluate.ipynb", "ablations.ipynb", "analyze_imr.ipynb"):
         cells = nbformat.read(REPO / "nbs" / nb, as_version=4).cells
         assert sum("parameters" in c.metadata.get("tags", []) for c in cells) == 1, nb
 
@@ -59,3 +59,31 @@ def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, varian
     assert env["git"]["commit"] is None or len(env["git"]["commit"]) == 40
     chat = load_chat(run)  # the run folder leads back to its model
     assert len(chat.generate([["hello there", "hi! how are you?"]], max_new_tokens=5)) == 1
+
+
+def test_evaluate_chat_keeps_a_variants_own_statistics_and_scores_the_fixed_contexts():
+    from datasets import Dataset, DatasetDict
+    from chatbert.experiment import evaluate_chat
+
+    class Echo:   # replies with the last turn; reports its own statistics like FIB's coverage
+        def generate(self, histories, **decoding):
+            self.last_stats = {"coverage": 0.25}
+            return [h[-1] for h in histories]
+
+    test = Dataset.from_dict({"context": [["hi", f"this is turn number {i} of the test"] for i in range(30)],
+                              "reply": [f"this is turn number {i} of the test" for i in range(30)],
+                              "conv_id": [str(i) for i in range(30)]})
+    cfg = load_config("smoke", ["train.max_eval_examples=10", "eval.distinct_sample=10"])
+    metrics, samples = evaluate_chat(Echo(), cfg, DatasetDict(test=test))
+    assert metrics["coverage"] == 0.25 and metrics["n"] == 10 and metrics["bleu4"] > 99
+    assert [s["conv_id"] for s in samples] == [str(i) for i in eval_indices(30, 10)]
+
+
+@pytest.mark.parametrize("nb", ["train.ipynb", "evaluate.ipynb", "ablations.ipynb", "analyze_imr.ipynb"])
+def test_papermill_help_explains_every_parameter(nb):
+    "papermill --help-notebook silently drops a parameter whose comment it cannot parse (e.g. one with '=' in it)."
+    from papermill.translators import PythonTranslator
+    cell = next(c for c in nbformat.read(REPO / "nbs" / nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    names = [line.split(":")[0] for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+    params = PythonTranslator.inspect(cell)
+    assert [p.name for p in params] == names and all(p.help for p in params), (names, params)
