@@ -55,3 +55,28 @@ quickstart: $(STAMP)  ## offline CPU demo: train + evaluate quick_imr and quick_
 
 bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
+
+# The paper: `chatbert report` turns results/ into paper/generated/, latexmk builds paper/chatbert.pdf.
+# Debian's TeX packages (checked with main.tex): latexmk; texlive-latex-base (natbib, hyperref, graphicx, geometry,
+# amsmath, Times); texlive-latex-recommended (booktabs, microtype, xcolor, caption); texlive-fonts-recommended (the
+# Type 1 Times and Courier fonts).
+TEX_PACKAGES := latexmk texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
+LATEXMK := latexmk -pdf -interaction=nonstopmode -halt-on-error -jobname=chatbert
+
+.PHONY: paper paper-deps paper-clean
+
+paper: $(STAMP)  ## results/ -> paper/generated/ (chatbert report) -> paper/chatbert.pdf (latexmk); no GPU, no training
+	@command -v latexmk >/dev/null 2>&1 || { echo "make paper needs latexmk and TeX Live: make paper-deps" \
+	  "(or: sudo apt-get install --no-install-recommends $(TEX_PACKAGES))" >&2; exit 1; }
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert report --results results --out paper/generated
+	cd paper && $(LATEXMK) -g main.tex
+	@echo "wrote paper/chatbert.pdf"
+
+paper-deps:  ## install the Debian TeX packages make paper needs (apt-get; sudo when not root)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(TEX_PACKAGES)
+
+paper-clean:  ## remove paper/generated/ and the LaTeX build outputs (paper/chatbert.pdf included)
+	cd paper && { command -v latexmk >/dev/null 2>&1 && latexmk -C -jobname=chatbert main.tex || true; }
+	rm -rf paper/generated
+	rm -f $(addprefix paper/chatbert.,aux log out bbl blg fls fdb_latexmk pdf)

@@ -8,10 +8,9 @@ import argparse, csv, io, json, sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .backbone import load_tokenizer
 from .config import DataConfig, from_dict
 from .core import environment_info, project_root, write_json_atomic, write_text_atomic
-from .data import data_stats, load_conversations, load_examples
+# transformers and datasets are imported by the commands that need them: `chatbert --help` stays quick
 
 # %% auto #0
 __all__ = ['HELP', 'DEMO', 'write_data_stats', 'show_trace', 'chat_loop', 'run_notebook', 'build_parser', 'main']
@@ -19,6 +18,8 @@ __all__ = ['HELP', 'DEMO', 'write_data_stats', 'show_trace', 'chat_loop', 'run_n
 # %% ../nbs/10_cli.ipynb #adcf2d99
 def write_data_stats(cfg: DataConfig, tokenizer_name: str = "minilm", out_dir=None) -> list[dict]:
     "Compute the data statistics of `cfg` and write them under results/data/."
+    from chatbert.backbone import load_tokenizer
+    from chatbert.data import data_stats, load_conversations, load_examples
     out_dir = out_dir or project_root()/"results"/"data"
     tok = load_tokenizer(tokenizer_name)
     rows = data_stats(load_conversations(cfg), load_examples(cfg, tok), cfg)
@@ -123,6 +124,11 @@ def _bench(args):
     from chatbert.bench import write_bench
     for r in write_bench(args.config, args.repeats): print(json.dumps(r))
 
+def _report(args):
+    from chatbert.report import write_report
+    for p in write_report(Path(args.results).resolve() if args.results else "results",
+                          Path(args.out).resolve() if args.out else "paper/generated"): print(p)
+
 def build_parser() -> argparse.ArgumentParser:
     "The `chatbert` argument parser, one sub-command per job."
     p = argparse.ArgumentParser(prog="chatbert", description="ChatBERT: make BERT chat.")
@@ -155,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default="quick", help="config whose backbone and data are used")
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.set_defaults(func=_bench)
+    s = sub.add_parser("report", help="the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
+    s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
+    s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")
+    s.set_defaults(func=_report)
     return p
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from .core import project_root
+from .core import project_root, write_text_atomic
 
 # %% auto #0
 __all__ = ['DataConfig', 'ModelConfig', 'TrainConfig', 'EDConfig', 'BaselineConfig', 'IMRConfig', 'RAConfig', 'FIBConfig',
            'DecodeConfig', 'EvalConfig', 'Config', 'ConfigError', 'from_dict', 'to_dict', 'configs_dir', 'config_names',
-           'raw_config', 'parse_overrides', 'load_config', 'resolve_path']
+           'raw_config', 'parse_overrides', 'load_config', 'resolve_path', 'save_config', 'read_config']
 
 # %% ../nbs/01_config.ipynb #5f0b633e
 @dataclass
@@ -273,3 +273,19 @@ def resolve_path(path: str | None) -> Path | None:
         raise ConfigError(f"Path '{path}' needs the environment variable {m.group(1)}")
     p = Path(_ENV.sub(sub, path)).expanduser()
     return p if p.is_absolute() else (project_root()/p).resolve()
+
+# %% ../nbs/01_config.ipynb #47e62c64
+def save_config(cfg: Config, folder: str | Path) -> Path:
+    "Write `cfg` as `folder/config.yaml`."
+    return write_text_atomic(yaml.safe_dump(to_dict(cfg), sort_keys=False), Path(folder)/"config.yaml")
+
+def read_config(folder: str | Path, # a run folder or a saved model folder
+                variant: str | None = None, # the variant the caller can load (None: any)
+               ) -> Config:
+    "The resolved config saved in `folder`; a folder without one, or with another variant's, raises with its name."
+    p = Path(folder)/"config.yaml"
+    if not p.is_file(): raise FileNotFoundError(f"{folder}: no config.yaml, so not a ChatBERT run or saved model (write one with .save())")
+    cfg = from_dict(Config, yaml.safe_load(p.read_text(encoding="utf-8")))
+    if variant is not None and cfg.model.variant != variant:
+        raise ValueError(f"{folder} holds a '{cfg.model.variant}' model, not a '{variant}' one")
+    return cfg

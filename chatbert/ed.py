@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, EncoderDeco
 from transformers.loss.loss_utils import ForMaskedLMLoss
 
 from .backbone import load_backbone, load_tokenizer
-from .config import Config, DecodeConfig, EDConfig, from_dict, to_dict
+from .config import Config, DecodeConfig, EDConfig, from_dict, to_dict, read_config, save_config
 from .core import write_text_atomic
 from .data import _clean, encode_history
 from .train import train_model
@@ -182,18 +182,13 @@ class ChatModel:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        write_text_atomic(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), folder/"config.yaml")
+        save_config(self.cfg, folder)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> ChatModel:
         "Read a folder written by `save`; needs nothing but the folder (works offline)."
-        folder = Path(folder)
-        if not (folder/"config.yaml").is_file():
-            raise FileNotFoundError(f"{folder}: no config.yaml, so not a saved ChatBERT model (write one with .save())")
-        cfg = from_dict(Config, yaml.safe_load((folder/"config.yaml").read_text(encoding="utf-8")))
-        if cfg.model.variant != cls.variant:
-            raise ValueError(f"{folder} holds a '{cfg.model.variant}' model; {cls.__name__} loads '{cls.variant}'")
+        folder, cfg = Path(folder), read_config(folder, cls.variant)
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = cls.model_class.from_pretrained(folder)

@@ -10,16 +10,16 @@ from pathlib import Path
 import yaml
 
 from .backbone import load_tokenizer
-from .config import Config, ConfigError, from_dict, load_config, to_dict
+from .config import Config, ConfigError, from_dict, load_config, to_dict, read_config, save_config
 from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .data import load_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
 
 # %% auto #0
-__all__ = ['VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'read_config', 'run_dir', 'checkpoint_dir', 'fresh_checkpoints',
-           'load_chat', 'eval_indices', 'validation_set', 'test_set', 'timed_generate', 'make_bertscore',
-           'evaluate_chat', 'history_csv', 'prepare_run', 'train_run', 'write_run', 'run_experiment', 'config_diff',
-           'rescores_base', 'run_ablations']
+__all__ = ['VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'run_dir', 'checkpoint_dir', 'fresh_checkpoints', 'load_chat',
+           'eval_indices', 'validation_set', 'test_set', 'timed_generate', 'make_bertscore', 'evaluate_chat',
+           'history_csv', 'prepare_run', 'train_run', 'write_run', 'run_experiment', 'config_diff', 'rescores_base',
+           'run_ablations']
 
 # %% ../nbs/09a_experiment.ipynb #4f6da9db
 VARIANTS = {"ed": ("chatbert.ed", "EDChat"), "baseline": ("chatbert.baseline", "BaselineChat"),
@@ -35,11 +35,7 @@ def _deep_update(base: dict, over: dict) -> dict:
     "`base` with `over` merged in, recursively."
     return {**base, **{k: _deep_update(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v for k, v in over.items()}}
 
-def read_config(folder: str | Path) -> Config:
-    "The resolved config saved in a run or model folder."
-    p = Path(folder)/"config.yaml"
-    if not p.is_file(): raise FileNotFoundError(f"{folder}: no config.yaml; not a ChatBERT run or model folder")
-    return from_dict(Config, yaml.safe_load(p.read_text(encoding="utf-8")))
+
 
 # %% ../nbs/09a_experiment.ipynb #07b3b5f5
 def run_dir(cfg: Config) -> Path: return project_root()/"results"/"runs"/cfg.name
@@ -142,7 +138,7 @@ def train_run(cfg: Config, tok, dd, train):
 def write_run(out: str | Path, cfg: Config, metrics: dict, samples: list[dict], log: list[dict], env: dict) -> Path:
     "Write a run folder; metrics.json last, so its presence marks a finished run."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(yaml.safe_dump(to_dict(cfg), sort_keys=False), out/"config.yaml")
+    save_config(cfg, out)
     write_text_atomic(history_csv(log), out/"history.csv")
     write_jsonl_atomic(samples, out/"samples.jsonl")
     write_json_atomic(env, out/"env.json")

@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from .backbone import load_tokenizer
-from .config import Config, DecodeConfig, from_dict, resolve_path, to_dict
+from .config import Config, DecodeConfig, from_dict, resolve_path, to_dict, read_config, save_config
 from .core import write_json_atomic, write_text_atomic
 from .data import load_examples
 from .evaluate import generation_metrics, normalize
@@ -217,18 +217,13 @@ class FIBChat:
         "Write config.yaml, the RA model (ra/), the IMR model (imr/) and the idf table to `folder`."
         folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
         self.ra.save(folder/"ra"); self.imr.save(folder/"imr"); self.idf.save(folder/"idf.json")
-        write_text_atomic(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), folder/"config.yaml")
+        save_config(self.cfg, folder)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> FIBChat:
         "Read a folder written by `save` (offline)."
-        folder = Path(folder)
-        if not (folder/"config.yaml").is_file():
-            raise FileNotFoundError(f"{folder}: no config.yaml, so not a saved ChatBERT model (write one with .save())")
-        cfg = from_dict(Config, yaml.safe_load((folder/"config.yaml").read_text(encoding="utf-8")))
-        if cfg.model.variant != cls.variant:
-            raise ValueError(f"{folder} holds a '{cfg.model.variant}' model; {cls.__name__} loads '{cls.variant}'")
+        folder, cfg = Path(folder), read_config(folder, cls.variant)
         return cls(RAChat.load(folder/"ra"), IMRChat.load(folder/"imr"), Idf.load(folder/"idf.json"), cfg)
 
 # %% ../nbs/08a_fib.ipynb #a6b515b9

@@ -19,7 +19,7 @@ from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPreTrain
 from transformers.utils import ModelOutput
 
 from .backbone import SPEAKER_MARKS, load_backbone, load_tokenizer
-from .config import Config, ConfigError, IMRConfig, from_dict, to_dict
+from .config import Config, ConfigError, IMRConfig, from_dict, to_dict, read_config, save_config
 from .core import write_text_atomic
 from .data import _clean, encode_history
 from .imr_decode import choose_lengths, decode_settings, length_pmf, refine, row_trace
@@ -535,7 +535,7 @@ class IMRChat:
         "Write model, tokenizer and config.yaml to `out_dir` (loadable offline)."
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out); self.tokenizer.save_pretrained(out)
-        write_text_atomic(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), out/"config.yaml")
+        save_config(self.cfg, out)
         return out
 
     @classmethod
@@ -545,7 +545,7 @@ class IMRChat:
         missing = [f for f in ("config.yaml", "config.json") if not (p/f).is_file()]
         if missing: raise FileNotFoundError(f"{p}: not an IMR checkpoint (missing {', '.join(missing)})")
         try:
-            cfg = from_dict(Config, yaml.safe_load((p/"config.yaml").read_text(encoding="utf-8")))
+            cfg = read_config(p)   # any variant: FIB saves its IMR filler with FIB's config
             model, tok = IMRForMaskedLM.from_pretrained(p), AutoTokenizer.from_pretrained(p)
         except (OSError, ValueError, RuntimeError, yaml.YAMLError, SafetensorError) as e:
             raise OSError(f"{p}: cannot load the IMR checkpoint ({type(e).__name__}: {e})") from e

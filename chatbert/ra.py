@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from .backbone import OTHER, SELF, SPEAKER_MARKS, load_backbone, load_tokenizer, minilm_path
-from .config import Config, DecodeConfig, from_dict, to_dict
+from .config import Config, DecodeConfig, from_dict, to_dict, read_config, save_config
 from .core import (cache_dir, environment_info, get_device, project_root, write_json_atomic, write_jsonl_atomic,
                            write_text_atomic)
 from .data import encode_history, load_examples
@@ -357,19 +357,14 @@ class RAChat:
         self.pool.save(folder/"pool.json")
         np.save(folder/"pool_embeddings.npy", self.embeddings.numpy())
         write_json_atomic({"fingerprint": encoder_fingerprint(self.encoder)}, folder/"pool_embeddings.json")
-        write_text_atomic(yaml.safe_dump(to_dict(self.cfg), sort_keys=False), folder/"config.yaml")
+        save_config(self.cfg, folder)
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> RAChat:
         "Read a folder written by `save`; needs nothing but the folder (works offline)."
         from sentence_transformers import CrossEncoder, SentenceTransformer
-        folder = Path(folder)
-        if not (folder/"config.yaml").is_file():
-            raise FileNotFoundError(f"{folder}: no config.yaml, so not a saved ChatBERT model (write one with .save())")
-        cfg = from_dict(Config, yaml.safe_load((folder/"config.yaml").read_text(encoding="utf-8")))
-        if cfg.model.variant != cls.variant:
-            raise ValueError(f"{folder} holds a '{cfg.model.variant}' model; {cls.__name__} loads '{cls.variant}'")
+        folder, cfg = Path(folder), read_config(folder, cls.variant)
         device = str(get_device(cfg.train.device))
         try:
             enc = prepare_tokenizer(SentenceTransformer(str(folder/"bi_encoder"), device=device, local_files_only=True),

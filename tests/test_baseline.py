@@ -11,7 +11,7 @@ from chatbert.config import load_config
 from chatbert.data import load_examples
 from chatbert.ed import EDChat
 
-SMALL_ED = {"decoder_layers": 2, "decoder_hidden": 64, "decoder_heads": 2, "decoder_intermediate": 128}
+from seq2seq_helpers import SMALL_ED, assert_overfits, fit, pick_eight
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +26,7 @@ def examples(tok, cfg):
 
 @pytest.fixture(scope="module")
 def eight(examples):
-    tr = examples["train"]
-    rows = [tr[i] for i in range(len(tr)) if 2 <= len(tr[i]["reply_ids"]) <= 6 and len(tr[i]["context_ids"]) <= 24][:8]
-    assert len(rows) == 8 and len({tuple(r["context_ids"]) for r in rows}) == 8
-    return rows
-
-
-def fit(chat, feats, steps, lr=2e-3):
-    opt = torch.optim.AdamW(chat.model.parameters(), lr=lr)
-    batch, losses = chat.collator(feats), []
-    chat.model.train()
-    for _ in range(steps):
-        loss = chat.model(**batch).loss
-        loss.backward(); opt.step(); opt.zero_grad()
-        losses.append(loss.item())
-    return losses
+    return pick_eight(examples)
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +85,7 @@ def test_body_is_initialised_exactly_as_eds_encoder(tok, cfg):
 
 def test_overfits_eight_examples(tok, trained, eight):
     chat, losses = trained
-    assert losses[-1] < losses[0] / 10
-    out = chat.generate([e["context"] for e in eight], max_new_tokens=10)
-    hits = sum(o == tok.decode(e["reply_ids"], skip_special_tokens=True) for o, e in zip(out, eight))
-    assert hits >= 6, list(zip(out, [e["reply"] for e in eight]))
+    assert_overfits(tok, chat, losses, eight)
 
 
 def test_batched_greedy_equals_one_by_one(trained, examples):
