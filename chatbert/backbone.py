@@ -129,4 +129,4 @@ def distilbert_as_bert(model: PreTrainedModel) -> PreTrainedModel:
     missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids", "decoder.weight", "decoder.bias"))]
     if missing or unexpected: raise RuntimeError(f"DistilBERT -> BERT: missing {missing}, unexpected {unexpected}")
     if mlm: bert.tie_weights()
-    return bert
+    return bert.train(model.training)   # same mode as the model it replaces (eval stays eval: no dropout)

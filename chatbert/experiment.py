@@ -200,7 +200,8 @@ def run_ablations(suite: str, # a name in ABLATIONS, or a new name when `configs
     rows = []
     for name in [base, *configs]:
         out, t0 = runs_dir/name, time.time()
-        row = {"config": name, "run_dir": str(out), "changed": config_diff(name, base) if name != base else {}, "error": None}
+        shown = out.resolve().relative_to(project_root()) if out.resolve().is_relative_to(project_root()) else out
+        row = {"config": name, "run_dir": str(shown), "changed": config_diff(name, base) if name != base else {}, "error": None}
         try:
             if name == base and (out/"metrics.json").is_file() and not retrain_base: row["mode"] = "existing"
             elif name != base and rescores_base(name, base):
