@@ -171,12 +171,11 @@ ABLATIONS = {  # suite -> (base config, ablation configs); the DailyDialog ED su
 }
 RESCORABLE = ("decode", "eval")   # config sections that change how a trained model is scored, not the model
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
-
 def config_diff(name: str, base: str) -> dict[str, object]:
     "The settings of config `name` that differ from config `base` (dotted keys), name and description aside."
-    a, b = _flat(to_dict(load_config(name))), _flat(to_dict(load_config(base)))
+    import pandas as pd
+    flat = lambda c: pd.json_normalize(to_dict(load_config(c)), sep=".").iloc[0].to_dict()
+    a, b = flat(name), flat(base)
     return {k: v for k, v in a.items() if b.get(k, object()) != v and k not in ("name", "description")}
 
 def rescores_base(name: str, base: str) -> bool:
