@@ -49,12 +49,51 @@ data-stats: $(STAMP)  ## data statistics of ccc and DailyDialog ($(DD)) to resul
 	$(BIN)/chatbert data-stats --source dailydialog --path $(DD)
 
 quickstart: $(STAMP)  ## offline CPU demo: train + evaluate quick_imr and quick_ed, then a short conversation with each
-	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_imr
-	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_ed
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_imr --force
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quick_ed --force
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert demo results/runs/quick_imr results/runs/quick_ed
 
 bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
+
+# The web demo (chatbert serve, nbs/12_serve.ipynb) over trained runs; a run whose model is not on this machine is
+# trained first, as in quickstart (quick_imr and quick_ed: about 7 minutes on a 2-core CPU). The browser test and the
+# README's screenshot use Debian's chromium and chromium-driver (make browser-deps); nothing downloads a browser.
+DEMO_RUNS ?= quick_imr quick_ed
+DEMO_PORT ?= 7860
+BROWSER_PACKAGES := chromium chromium-driver
+DEMO_TRAIN = for r in $(DEMO_RUNS); do $(BIN)/chatbert serve results/runs/$$r --check >/dev/null 2>&1 || $(BIN)/chatbert train $$r --force || exit 1; done
+
+.PHONY: demo demo-screenshot browser-deps
+
+demo: $(STAMP)  ## web demo (Gradio) of DEMO_RUNS (quick_imr quick_ed) on 127.0.0.1:7860: IMR's unmasking live
+	@export HF_HUB_OFFLINE=1; $(DEMO_TRAIN)
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert serve $(addprefix results/runs/,$(DEMO_RUNS)) --port $(DEMO_PORT)
+
+demo-screenshot: $(STAMP)  ## results/demo/demo.png: headless Chromium talks to the demo of DEMO_RUNS
+	@export HF_HUB_OFFLINE=1; $(DEMO_TRAIN)
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert serve $(addprefix results/runs/,$(DEMO_RUNS)) --screenshot results/demo/demo.png
+
+browser-deps:  ## install Debian's chromium and chromium-driver (the demo's browser test; apt-get, sudo when not root)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)
+
+# The GPU suite (README, "More compute"): every *_dd system and ablation, one run after another (each under torchrun
+# with NPROC processes when NPROC > 1); a failed run is recorded in results/reproduce/dd.json and the suite goes on;
+# then the report. reproduce-gpu-dry runs the same suite at smoke scale on CPU in a scratch folder (tests/test_run.py).
+NPROC ?= 1
+
+.PHONY: reproduce-gpu reproduce-gpu-dry reproduce-gpu-estimate
+
+reproduce-gpu: $(STAMP)  ## the GPU suite (*_dd: 5 systems + ED/IMR ablations; NPROC GPUs per run), then chatbert report
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert reproduce dd --nproc $(NPROC); status=$$?; \
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert report; exit $$status
+
+reproduce-gpu-dry: $(STAMP)  ## the same suite at smoke scale on CPU, in a scratch folder (a check of every code path)
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert reproduce dd --smoke
+
+reproduce-gpu-estimate: $(STAMP)  ## the GPU suite's time on one H100/H200, estimated from FLOPs (runs nothing)
+	$(BIN)/chatbert reproduce dd --estimate
 
 # The paper: `chatbert report` turns results/ into paper/generated/, latexmk builds paper/chatbert.pdf.
 # Debian's TeX packages (checked with main.tex): latexmk; texlive-latex-base (natbib, hyperref, graphicx, geometry,

@@ -13,8 +13,9 @@ from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoToken
                           BertModel, PreTrainedModel, PreTrainedTokenizerBase)
 
 # %% auto #0
-__all__ = ['OTHER', 'SELF', 'SPEAKER_MARKS', 'OFFLINE_HINT', 'TINY', 'BackboneUnavailable', 'minilm_path', 'hub_reachable',
-           'load_tokenizer', 'tiny_config', 'load_backbone', 'distilbert_as_bert']
+__all__ = ['OTHER', 'SELF', 'SPEAKER_MARKS', 'OFFLINE_HINT', 'TOKENIZER_FILES', 'TINY', 'BackboneUnavailable', 'minilm_path',
+           'hub_reachable', 'check_tokenizer_files', 'check_weights', 'check_model_files', 'load_tokenizer',
+           'tiny_config', 'load_backbone', 'distilbert_as_bert']
 
 # %% ../nbs/02_backbone.ipynb #482126d6
 OTHER, SELF = "[unused0]", "[unused1]"   # the other speaker, the replier
@@ -51,12 +52,42 @@ def _hub_call(name: str, fn, **kw):
                                   f"cannot be reached. {OFFLINE_HINT}")
     return fn(name, **kw)
 
+# %% ../nbs/02_backbone.ipynb #6a4ea6d8
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")   # either one carries the vocabulary
+
+def check_tokenizer_files(folder: str | Path) -> Path:
+    "`folder` if it holds a tokenizer's vocabulary, else FileNotFoundError naming the files."
+    folder = Path(folder)
+    if not any((folder/f).is_file() for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"{folder}: no tokenizer files ({' or '.join(TOKENIZER_FILES)}); a model folder needs the "
+                                f"tokenizer it was trained with, saved beside it (tokenizer.save_pretrained)")
+    return folder
+
+def check_weights(folder: str | Path) -> Path:
+    "`folder` if its weights are there and `model.safetensors` opens, else an OSError naming the file."
+    folder, weights = Path(folder), Path(folder)/"model.safetensors"
+    if weights.is_file():
+        from safetensors import safe_open
+        try:
+            with safe_open(str(weights), framework="pt"): pass
+        except Exception as e:   # safetensors raises its own error type on a file cut short or corrupt
+            raise OSError(f"{weights}: cannot be read, the file is cut short or corrupt ({' '.join(str(e).split())}); "
+                          f"copy or train it again") from None
+    elif not any((folder/f).is_file() for f in ("model.safetensors.index.json", "pytorch_model.bin")):
+        raise FileNotFoundError(f"{folder}: no model weights (model.safetensors)")
+    return folder
+
+def check_model_files(folder: str | Path) -> Path:
+    "A saved model folder whose tokenizer files and weights are there and readable (else one error naming the file)."
+    if not Path(folder).is_dir(): raise FileNotFoundError(f"{folder}: no such model folder")
+    return check_weights(check_tokenizer_files(folder))
+
 # %% ../nbs/02_backbone.ipynb #8ee797d4
 def load_tokenizer(name: str = "minilm", # minilm | tiny | hub name | local folder
                   ) -> PreTrainedTokenizerBase:
     "The backbone's fast tokenizer, with the speaker marks registered as special tokens."
     if name in ("minilm", "tiny"): tok = AutoTokenizer.from_pretrained(minilm_path())
-    elif Path(name).is_dir(): tok = AutoTokenizer.from_pretrained(name)
+    elif Path(name).is_dir(): tok = AutoTokenizer.from_pretrained(check_tokenizer_files(name))
     else: tok = _hub_call(name, AutoTokenizer.from_pretrained)
     tok.add_special_tokens({"additional_special_tokens": list(SPEAKER_MARKS)})
     return tok
@@ -83,7 +114,7 @@ def load_backbone(name: str = "minilm", # minilm | tiny | hub name | local folde
         torch.manual_seed(seed)
         model = bert_cls(tiny_config())
     elif name == "minilm": model = bert_cls.from_pretrained(minilm_path(), **kw)
-    elif Path(name).is_dir(): model = auto_cls.from_pretrained(name, **kw)
+    elif Path(name).is_dir(): model = auto_cls.from_pretrained(check_weights(name), **kw)
     else: model = _hub_call(name, auto_cls.from_pretrained, **kw)
     if model.config.model_type == "distilbert": model = distilbert_as_bert(model)   # every variant is written for BERT
     if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, BertLMHeadModel, BertModel, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .backbone import BackboneUnavailable, _hub_call, load_backbone, load_tokenizer
 from .config import Config
 from .ed import ChatModel, pad_ids, until_end
+from .speed import closed_vocab, head_logits
 
 # %% auto #0
-__all__ = ['CausalCollator', 'causal_collator', 'causal_from_backbone', 'causal_from_hub', 'hub_tokenizer', 'max_positions',
-           'BaselineChat']
+__all__ = ['CausalCollator', 'causal_collator', 'CausalBertLM', 'causal_from_backbone', 'causal_from_hub', 'hub_tokenizer',
+           'max_positions', 'BaselineChat']
 
 # %% ../nbs/06_baseline.ipynb #6b610afb
 @dataclass
@@ -53,6 +56,21 @@ def causal_collator(tokenizer) -> CausalCollator:
     return CausalCollator(start, sep, sep, pad)
 
 # %% ../nbs/06_baseline.ipynb #0fbe1474
+class CausalBertLM(BertLMHeadModel):
+    "`BertLMHeadModel` whose training loss computes vocabulary logits only where there are labels (the reply), not over the prompt."
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, labels=None, **kwargs):
+        # position_ids stays a named argument: generate() derives it from a left-padded attention mask only if it is
+        n_items = kwargs.pop("num_items_in_batch", None)
+        if labels is None: return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                                  position_ids=position_ids, **kwargs)
+        h = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                      position_ids=position_ids).last_hidden_state[:, :-1]                  # (B, L-1, H): i predicts i+1
+        target = labels[:, 1:]
+        sel = target != -100
+        logits, t = head_logits(self.cls.predictions, h[sel], target[sel])                  # (M, V) or (M, K)
+        n = n_items if n_items is not None else sel.sum()
+        return CausalLMOutputWithCrossAttentions(loss=F.cross_entropy(logits.float(), t, reduction="sum") / n, logits=logits)
+
 def causal_from_backbone(cfg: Config, tokenizer) -> BertLMHeadModel:
     "A causal BERT LM whose body is the backbone exactly as ED's encoder gets it."
     encoder = load_backbone(cfg.model.backbone, "encoder", tokenizer, seed=cfg.train.seed)
@@ -62,7 +80,7 @@ def causal_from_backbone(cfg: Config, tokenizer) -> BertLMHeadModel:
     config = copy.deepcopy(encoder.config)
     config.is_decoder, config.add_cross_attention, config.tie_word_embeddings = True, False, True
     torch.manual_seed(cfg.train.seed)
-    model = BertLMHeadModel(config)
+    model = CausalBertLM(config)
     missing, unexpected = model.bert.load_state_dict(encoder.state_dict(), strict=False)
     if missing or any(not k.startswith("pooler.") for k in unexpected):
         raise RuntimeError(f"backbone weights do not fit the causal LM: missing {missing}, unexpected {unexpected}")
@@ -131,5 +149,6 @@ class BaselineChat(ChatModel):
         labels = batch.pop("labels")
         self._check_fits(labels.shape[1], "scoring")
         logits = self.model(**batch).logits[:, :-1]  # (batch, len - 1, vocab): position i predicts token i + 1
+        labels = closed_vocab(labels, self.model)   # a cut output layer scores ids outside it as [UNK]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
         return nll.sum(-1).cpu()  # (batch,)

@@ -4,17 +4,21 @@
 
 # %% ../nbs/09b_bench.ipynb #917e066f
 from __future__ import annotations
-import statistics, time
+import dataclasses, os, statistics, time
 
 import torch
+import torch.nn.functional as F
 
 from .config import Config, load_config
 from .core import environment_info, get_device, project_root, seed_everything, write_json_atomic
 from .data import load_examples
 from .experiment import chat_class
+from .speed import thread_settings
+from .train import apply_train_settings, param_groups
 
 # %% auto #0
-__all__ = ['time_call', 'bench_decoding', 'write_bench']
+__all__ = ['BEFORE', 'time_call', 'bench_decoding', 'write_bench', 'matmul_peak', 'stock_loss', 'grouped_batches', 'real_tokens',
+           'bench_train_row', 'bench_training', 'write_train_bench']
 
 # %% ../nbs/09b_bench.ipynb #c4965eb9
 def time_call(fn, repeats: int = 3, warmup: int = 1) -> dict:
@@ -54,3 +58,111 @@ def write_bench(config: str = "quick", repeats: int = 3, out=None) -> list[dict]
     write_json_atomic({"config": config, "rows": rows, "env": environment_info(dev)},
                       out or project_root()/"results"/"bench"/f"decode_{dev}.json")
     return rows
+
+# %% ../nbs/09b_bench.ipynb #14ceb765
+BEFORE = {"train": {"dropout": True, "output_vocab": "full", "fused_adamw": False, "freeze_embeddings": False},
+          "ed": {"decoder_init": "random", "decoder_layers": 4}}   # the settings of the project before the cost work
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    "This CPU's fp32 matmul throughput in GFLOP/s (median over `repeats` products of two n x n matrices)."
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); a @ b; t.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(t) / 1e9
+
+def stock_loss(model, batch: dict) -> torch.Tensor:
+    "The loss as transformers' own classes compute it: vocabulary logits at every position (the `before` rows of ED and the baseline)."
+    from transformers import BertLMHeadModel, EncoderDecoderModel
+    labels = batch["labels"]
+    if isinstance(model, EncoderDecoderModel):
+        logits = EncoderDecoderModel.forward(model, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                             decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels)).logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())          # (B*T, V)
+    return BertLMHeadModel.forward(model, **batch).loss
+
+def grouped_batches(train, batch_size: int, n: int, seed: int = 0) -> list[list[dict]]:
+    "The first `n` batches the Trainer's length-grouped sampler would draw from `train`."
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+    lengths = [len(c) + len(r) for c, r in zip(train["context_ids"], train["reply_ids"])]
+    idx = list(LengthGroupedSampler(batch_size, lengths=lengths, generator=torch.Generator().manual_seed(seed)))[: n * batch_size]
+    return [[train[i] for i in idx[j:j + batch_size]] for j in range(0, len(idx), batch_size)]
+
+def real_tokens(batch: dict) -> tuple[int, int]:
+    "Real (non-padding) and total input tokens of a collated batch, decoder inputs included."
+    real, total = int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
+    if "input_ids" in batch and batch["labels"].shape != batch["input_ids"].shape:   # ED: the decoder reads one token per label slot
+        real, total = real + int(batch["labels"].ne(-100).sum()), total + batch["labels"].numel()
+    return real, total
+
+# %% ../nbs/09b_bench.ipynb #f5df2fe1
+def _setup(system: str, setting: str, base: Config, train):
+    "The chat model, collator, optimizer and step function of one benchmark row."
+    cfg = load_config(f"{system}_cpu", BEFORE if setting == "before" else {})
+    chat = chat_class(system).from_config(cfg)
+    if system == "imr": from chatbert.imr import init_head_bias; init_head_bias(chat.model, train["reply_ids"], chat.end_id)
+    apply_train_settings(chat.model, cfg, train["reply_ids"], chat.tokenizer)
+    collate = chat.collator() if system == "imr" else chat.collator
+    groups = param_groups(chat.model, cfg.train.lr, cfg.train.weight_decay, chat.lr_by_prefix() if system == "imr" else chat.lr_by_prefix)
+    opt = torch.optim.AdamW(groups, lr=cfg.train.lr, fused=cfg.train.fused_adamw or None)
+    stock = setting == "before" and system != "imr"
+    def step(batch):
+        loss = stock_loss(chat.model, batch) if stock else chat.model(**batch).loss
+        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
+    return chat.model.train(), collate, step, cfg
+
+def bench_train_row(system: str, setting: str, base: Config, train, n_batches: int = 4, repeats: int = 3,
+                    peak: float | None = None) -> dict:
+    "One row: examples/s, real tokens/s, padding share, FLOPs per example and share of the matmul peak (median of `repeats`)."
+    from torch.utils.flop_counter import FlopCounterMode
+    seed_everything(0)
+    model, collate, step, cfg = _setup(system, setting, base, train)
+    batches = [collate(b) for b in grouped_batches(train, cfg.train.batch_size, n_batches)]
+    flops = 0
+    for b in batches:
+        with FlopCounterMode(display=False) as fc:
+            out = model(**b).loss if system == "imr" or setting == "after" else stock_loss(model, b)
+            out.backward()
+        flops += fc.get_total_flops(); model.zero_grad(set_to_none=True)
+    for b in batches: step(b)                                                      # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for b in batches: step(b)
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    n_ex = sum(len(b["labels"]) for b in batches)
+    real, total = map(sum, zip(*(real_tokens(b) for b in batches)))
+    row = {"system": system, "setting": setting, "config": cfg.name, "batch_size": cfg.train.batch_size, "batches": n_batches,
+           "repeats": repeats, "seconds_median": sec, "seconds_all": times, "examples_per_s": n_ex / sec,
+           "examples_per_cpu_s": n_ex / sec / torch.get_num_threads(), "tokens_per_s": real / sec,
+           "padding_share": 1 - real / total, "gflop_per_example": flops / n_ex / 1e9, "gflop_per_s": flops / sec / 1e9,
+           "settings": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k in ("dropout", "output_vocab", "fused_adamw", "freeze_embeddings", "threads")}
+                       | ({"decoder_init": cfg.ed.decoder_init, "decoder_layers": cfg.ed.decoder_layers} if system == "ed" else {})
+                       | {"logits": "every position" if setting == "before" and system != "imr" else "labelled positions"}}
+    if peak: row["peak_share"] = row["gflop_per_s"] / peak
+    return row
+
+# %% ../nbs/09b_bench.ipynb #8b16bd20
+def bench_training(systems=("imr", "ed", "baseline"), settings=("before", "after"), n_batches: int = 4, repeats: int = 3,
+                   base: str = "cpu") -> dict:
+    "Every (system, setting) row on `base`'s data, the matmul peak measured in the same run, and the machine's state."
+    cfg = load_config(base)
+    from chatbert.backbone import load_tokenizer
+    train = load_examples(cfg.data, load_tokenizer(cfg.model.backbone))["train"]
+    load0, peak = os.getloadavg(), matmul_peak()
+    rows = [bench_train_row(s, st, cfg, train, n_batches, repeats, peak) for s in systems for st in settings]
+    for s in systems:
+        r = {x["setting"]: x for x in rows if x["system"] == s}
+        if {"before", "after"} <= set(r): r["after"]["speedup"] = r["after"]["examples_per_s"] / r["before"]["examples_per_s"]
+    return {"base": base, "matmul_peak_gflops": peak, "peak_after": matmul_peak(), "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(), "threads": thread_settings(), "rows": rows,
+            "env": environment_info(get_device(cfg.train.device))}
+
+def write_train_bench(out=None, **kw) -> dict:
+    "Run `bench_training` and write results/bench/train_<device>.json."
+    res = bench_training(**kw)
+    dev = get_device("auto").type
+    write_json_atomic(res, out or project_root()/"results"/"bench"/f"train_{dev}.json")
+    return res

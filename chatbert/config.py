@@ -13,9 +13,11 @@ import yaml
 from .core import project_root, write_text_atomic
 
 # %% auto #0
-__all__ = ['DataConfig', 'ModelConfig', 'TrainConfig', 'EDConfig', 'BaselineConfig', 'IMRConfig', 'RAConfig', 'FIBConfig',
-           'DecodeConfig', 'EvalConfig', 'Config', 'ConfigError', 'from_dict', 'to_dict', 'configs_dir', 'config_names',
-           'raw_config', 'parse_overrides', 'load_config', 'resolve_path', 'save_config', 'read_config']
+__all__ = ['VARIANT_NAMES', 'SCHEDULES', 'LENGTHS', 'ORDERS', 'DataConfig', 'ModelConfig', 'TrainConfig', 'EDConfig',
+           'BaselineConfig', 'IMRConfig', 'RAConfig', 'FIBConfig', 'DecodeConfig', 'EvalConfig', 'Config',
+           'ConfigError', 'from_dict', 'to_dict', 'configs_dir', 'config_names', 'config_path', 'raw_config',
+           'parse_overrides', 'load_config', 'resolve_path', 'validate_decoding', 'validate_config', 'save_config',
+           'read_config']
 
 # %% ../nbs/01_config.ipynb #5f0b633e
 @dataclass
@@ -60,6 +62,11 @@ class TrainConfig:
     early_stopping_patience: int | None = 3  # evaluations without improvement before stopping (None: never)
     group_by_length: bool = True        # batch examples of similar length (less padding)
     bf16: bool | None = None            # None: bf16 on a CUDA GPU that supports it, fp32 elsewhere
+    threads: int | None = None          # torch intra-op threads (None: torch's default, one per core)
+    dropout: bool = True                # False: every dropout probability 0 (short CPU budgets are far from overfitting)
+    freeze_embeddings: bool = False     # keep the input word embeddings (and a tied output layer) fixed
+    output_vocab: str = "full"          # full | data: the output layer covers only the ids of the training replies (+ end, [UNK])
+    fused_adamw: bool = False           # torch's fused AdamW kernel
 
 @dataclass
 class EDConfig:
@@ -70,6 +77,8 @@ class EDConfig:
     decoder_intermediate: int = 2048    # decoder feed-forward width
     freeze_encoder: bool = False        # keep the backbone's weights fixed
     encoder_lr: float | None = None     # learning rate of the encoder (None: train.lr)
+    decoder_init: str = "random"        # random | backbone: the backbone's first decoder_layers layers made causal + new cross-attention (BERT2BERT; width = the backbone's)
+    decoder_lr: float | None = None     # learning rate of the decoder (None: train.lr)
 
 @dataclass
 class BaselineConfig:
@@ -102,7 +111,7 @@ class RAConfig:
 @dataclass
 class FIBConfig:
     "ChatBERT-FIB: a retrieved reply's content words become slots that the IMR model fills."
-    imr_model: str | None = None        # folder of a trained IMR model (required: FIB has no other filler)
+    imr_model: str | None = None        # a trained IMR run's name (results/runs/<name>) or model folder (required: FIB has no other filler)
     ra_model: str | None = None         # folder of a saved RA model (None: a zero-shot RA built from this config)
     idf_threshold: float = 5.0          # a word is content when its idf over training replies is at least this (ccc: ok 4.3, summer 5.0, pizza 6.1)
     keep_context_words: bool = True     # a content word that also occurs in the context stays in the skeleton
@@ -126,8 +135,12 @@ class DecodeConfig:
     schedule: str = "cosine"            # IMR: linear | cosine | threshold
     threshold: float = 0.9              # IMR: confidence to commit a token (threshold schedule)
     temperature_end: float | None = None  # IMR: anneal the temperature linearly to this by the last step (None: constant)
-    remask: bool = True                 # IMR: re-mask committed tokens less confident than the best masked candidates
-    remask_budget: int = 2              # IMR: tokens re-masked per step at most
+    remask: bool = True                 # IMR: Mask-Predict re-masking: committed tokens ranked with the candidates, the weakest masked again
+    remask_budget: int = 2              # IMR: committed tokens re-masked per step at most
+    order: str = "confidence"           # IMR: what ranks positions to commit and re-mask: confidence | margin | entropy
+    block_len: int = 0                  # IMR: semi-autoregressive blocks of this many positions, filled left to right (0: off)
+    defer_end: bool = False             # IMR: commit an end token only right after committed content
+    canvas_penalty: float = 0.0         # IMR: subtracted from the logits of tokens already on the canvas (0: off)
     length: str = "end"                 # IMR: end (end-token probabilities) | head (length head) | beam (several lengths) | free (no length first)
     length_beam: int = 3                # IMR: canvas sizes tried by the length beam
     seed: int = 0                       # sampling seed
@@ -211,9 +224,16 @@ def to_dict(cfg) -> dict:
 # %% ../nbs/01_config.ipynb #af60dc07
 def configs_dir() -> Path: return project_root()/"configs"
 
-def config_names() -> list[str]:
+def config_names(runnable: bool = False, # only configs meant to be run: not a base that leaves model.variant unset
+                ) -> list[str]:
     "The names of the configs in `configs/`."
-    return sorted(p.stem for p in configs_dir().glob("*.yaml"))
+    names = sorted(p.stem for p in configs_dir().glob("*.yaml"))
+    if not runnable: return names
+    bases = set()
+    for p in configs_dir().glob("*.yaml"):
+        try: bases.add(_read_yaml(p).get("base"))
+        except ConfigError: pass
+    return [n for n in names if n not in bases or "variant" in (raw_config(n).get("model") or {})]
 
 def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
@@ -227,17 +247,32 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(d, dict): raise ConfigError(f"{path}: expected a mapping at the top level")
     return d
 
-def raw_config(name: str, _seen: tuple = ()) -> dict:
-    "The merged dict of config `name` (a name in configs/ or a path to a .yaml file), bases resolved."
-    path = Path(name) if name.endswith((".yaml", ".yml")) else configs_dir()/f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"Unknown config '{name}'. Known configs: {', '.join(config_names()) or '(none)'}")
-    if path.stem in _seen: raise ConfigError(f"Config inheritance loops: {' -> '.join(_seen + (path.stem,))}")
+def config_path(name: str, # a config name or a .yaml path
+                beside: Path | None = None, # folder of the config that names `name` as its base
+               ) -> Path:
+    "The file of config `name`: a .yaml path (relative to `beside`), else `<beside>/<name>.yaml` if there is one, else configs/."
+    if name.endswith((".yaml", ".yml")):
+        p = Path(name).expanduser()
+        return p if p.is_absolute() or beside is None else beside/p
+    if beside is not None and (beside/f"{name}.yaml").is_file(): return beside/f"{name}.yaml"
+    return configs_dir()/f"{name}.yaml"
+
+def _unknown_config(name: str) -> ConfigError:
+    runnable = config_names(runnable=True)
+    close = difflib.get_close_matches(Path(name).stem, runnable, n=1)
+    return ConfigError(f"Unknown config '{name}'.{f' Did you mean {close[0]!r}?' if close else ''} "
+                       f"Known configs: {', '.join(runnable) or '(none)'} (bases left out); or give the path of a .yaml file")
+
+def raw_config(name: str, _seen: tuple = (), _beside: Path | None = None) -> dict:
+    "The merged dict of config `name` (a name in configs/ or a path to a .yaml file), bases resolved beside the file first."
+    path = config_path(name, _beside)
+    if not path.is_file(): raise _unknown_config(name)
+    if path.resolve() in _seen: raise ConfigError(f"Config inheritance loops: {' -> '.join(p.stem for p in _seen + (path,))}")
     d = _read_yaml(path)
     base = d.pop("base", None)
     if base is None: return d
     if not isinstance(base, str): raise ConfigError(f"{path}: 'base' must be a config name, got {base!r}")
-    return _deep_merge(raw_config(base, _seen + (path.stem,)), d)
+    return _deep_merge(raw_config(base, _seen + (path.resolve(),), path.parent), d)
 
 def parse_overrides(overrides) -> dict:
     "Turn ['train.lr=1e-4', 'data.source=dailydialog'] (or one comma-free string) into a nested dict."
@@ -273,6 +308,70 @@ def resolve_path(path: str | None) -> Path | None:
         raise ConfigError(f"Path '{path}' needs the environment variable {m.group(1)}")
     p = Path(_ENV.sub(sub, path)).expanduser()
     return p if p.is_absolute() else (project_root()/p).resolve()
+
+# %% ../nbs/01_config.ipynb #32868553
+VARIANT_NAMES = ("ed", "imr", "ra", "fib", "baseline")   # chatbert.experiment.VARIANTS
+SCHEDULES, LENGTHS, ORDERS = ("linear", "cosine", "threshold"), ("end", "head", "beam", "free"), ("confidence", "margin", "entropy")
+
+def _check(ok: bool, key: str, value, what: str):
+    if not ok: raise ConfigError(f"Config key '{key}' must be {what}, got {value!r}")
+
+def validate_decoding(decode: DecodeConfig | dict, # a DecodeConfig, or decoding keyword arguments
+                      where: str = "decode") -> DecodeConfig:
+    "`decode` as a DecodeConfig whose values every variant can use; a bad one raises `ConfigError` naming the key."
+    d = from_dict(DecodeConfig, decode, where) if isinstance(decode, dict) else decode
+    k = lambda name: f"{where}.{name}"
+    _check(d.max_new_tokens >= 1, k("max_new_tokens"), d.max_new_tokens, "at least 1")
+    _check(0 <= d.min_new_tokens <= d.max_new_tokens, k("min_new_tokens"), d.min_new_tokens, f"between 0 and max_new_tokens ({d.max_new_tokens})")
+    _check(d.num_beams >= 1, k("num_beams"), d.num_beams, "at least 1")
+    _check(d.temperature > 0, k("temperature"), d.temperature, "above 0")
+    _check(d.temperature_end is None or d.temperature_end > 0, k("temperature_end"), d.temperature_end, "above 0 (or null)")
+    _check(d.top_k >= 0, k("top_k"), d.top_k, "0 (off) or more")
+    _check(0 < d.top_p <= 1, k("top_p"), d.top_p, "in (0, 1]")
+    _check(d.repetition_penalty > 0, k("repetition_penalty"), d.repetition_penalty, "above 0")
+    _check(d.no_repeat_ngram_size >= 0, k("no_repeat_ngram_size"), d.no_repeat_ngram_size, "0 (off) or more")
+    _check(d.steps >= 1, k("steps"), d.steps, "at least 1")
+    _check(d.schedule in SCHEDULES, k("schedule"), d.schedule, " | ".join(SCHEDULES))
+    _check(0 < d.threshold <= 1, k("threshold"), d.threshold, "in (0, 1]")
+    _check(d.remask_budget >= 0, k("remask_budget"), d.remask_budget, "0 or more")
+    _check(d.length in LENGTHS, k("length"), d.length, " | ".join(LENGTHS))
+    _check(d.length_beam >= 1, k("length_beam"), d.length_beam, "at least 1")
+    _check(d.order in ORDERS, k("order"), d.order, " | ".join(ORDERS))
+    _check(d.block_len >= 0, k("block_len"), d.block_len, "0 (off) or more")
+    _check(d.canvas_penalty >= 0, k("canvas_penalty"), d.canvas_penalty, "0 (off) or more")
+    return d
+
+# %% ../nbs/01_config.ipynb #fe9d2e3d
+def _at_least(value, n) -> bool: return value is None or value >= n
+
+def validate_config(cfg: Config) -> Config:
+    "`cfg` if every value can be used, else `ConfigError` naming the key and what it must be."
+    t, dt = cfg.train, cfg.data
+    _check(cfg.model.variant in VARIANT_NAMES, "model.variant", cfg.model.variant, " | ".join(VARIANT_NAMES))
+    for key in ("batch_size", "eval_batch_size", "grad_accum", "logging_steps", "eval_steps"):
+        _check(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "at least 1")
+    for key in ("max_train_examples", "max_eval_examples", "max_val_examples", "early_stopping_patience", "save_total_limit"):
+        _check(_at_least(getattr(t, key), 1), f"train.{key}", getattr(t, key), "at least 1 (or null)")
+    _check(t.lr > 0, "train.lr", t.lr, "above 0")
+    _check(t.max_steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "above 0 (or train.max_steps above 0)")
+    _check(0 <= t.warmup_ratio < 1, "train.warmup_ratio", t.warmup_ratio, "in [0, 1)")
+    _check(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", t.device) is not None, "train.device", t.device, "auto | cpu | cuda | cuda:N | mps")
+    for key in ("context_turns", "max_context_len", "max_reply_len"):
+        _check(getattr(dt, key) >= 1, f"data.{key}", getattr(dt, key), "at least 1")
+    _check(_at_least(dt.max_conversations, 1), "data.max_conversations", dt.max_conversations, "at least 1 (or null)")
+    _check(dt.val_percent >= 0 and dt.test_percent >= 0 and dt.val_percent + dt.test_percent < 100, "data.val_percent",
+           dt.val_percent, f"0 or more, with data.test_percent ({dt.test_percent}) below 100 in all")
+    _check(cfg.ed.decoder_layers >= 1, "ed.decoder_layers", cfg.ed.decoder_layers, "at least 1")
+    _check(cfg.ed.decoder_heads >= 1 and cfg.ed.decoder_hidden % cfg.ed.decoder_heads == 0, "ed.decoder_hidden",
+           cfg.ed.decoder_hidden, f"a multiple of ed.decoder_heads ({cfg.ed.decoder_heads})")
+    _check(_at_least(cfg.imr.canvas_len, 2), "imr.canvas_len", cfg.imr.canvas_len, "at least 2 (or null)")
+    _check(0 <= cfg.imr.min_mask_ratio < 1, "imr.min_mask_ratio", cfg.imr.min_mask_ratio, "in [0, 1)")
+    _check(cfg.model.variant != "fib" or bool(cfg.fib.imr_model), "fib.imr_model", cfg.fib.imr_model,
+           "the run (or model folder) of a trained IMR model for FIB")
+    _check(len(cfg.eval.sample_seeds) >= 1, "eval.sample_seeds", cfg.eval.sample_seeds, "one seed or more")
+    _check(cfg.eval.distinct_sample >= 1, "eval.distinct_sample", cfg.eval.distinct_sample, "at least 1")
+    validate_decoding(cfg.decode)
+    return cfg
 
 # %% ../nbs/01_config.ipynb #47e62c64
 def save_config(cfg: Config, folder: str | Path) -> Path:

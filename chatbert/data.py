@@ -19,11 +19,12 @@ from .core import cache_dir
 
 # %% auto #0
 __all__ = ['SPLITS', 'HUB_DATASETS', 'SOURCES', 'EXAMPLES_FORMAT', 'PERCENTILES', 'Conversation', 'DataFormatError',
-           'DataUnavailable', 'make_conversation', 'usable', 'hash_split', 'split_conversations', 'deduplicate',
-           'load_ccc', 'read_dailydialog_file', 'load_dailydialog', 'read_parlai_file', 'load_personachat',
-           'conversation_from_record', 'read_jsonl_file', 'dailydialog_row', 'personachat_row', 'smoltalk_row',
-           'load_hub', 'load_conversations', 'cap_conversations', 'context_ids', 'persona_ids', 'encode_history',
-           'make_examples', 'examples_key', 'load_examples', 'data_stats']
+           'DataUnavailable', 'make_conversation', 'usable', 'hash_split', 'Splits', 'split_conversations',
+           'deduplicate', 'example_keys', 'drop_test_overlap', 'load_ccc', 'read_dailydialog_file', 'load_dailydialog',
+           'read_parlai_file', 'load_personachat', 'conversation_from_record', 'read_jsonl_file', 'dailydialog_row',
+           'personachat_row', 'smoltalk_row', 'load_hub', 'load_conversations', 'cap_conversations', 'context_ids',
+           'persona_ids', 'encode_history', 'make_examples', 'join_pieces', 'detokenize', 'examples_key',
+           'load_examples', 'data_stats']
 
 # %% ../nbs/03_data.ipynb #13658344
 SPLITS = ("train", "validation", "test")
@@ -70,8 +71,14 @@ def hash_split(conv_id: str, val_percent: int = 5, test_percent: int = 5) -> str
     bucket = int(hashlib.sha256(f"chatbert:{conv_id}".encode()).hexdigest()[:8], 16) % 100
     return "test" if bucket < test_percent else "validation" if bucket < test_percent + val_percent else "train"
 
-def split_conversations(cfg: DataConfig, unsplit=(), official: dict | None = None) -> dict[str, list[Conversation]]:
-    """Official splits where the source has them, a hash split of `unsplit` conversations, then de-duplication.
+class Splits(dict):
+    "Conversations by split, plus `dropped`: per split, how many conversations each filter removed."
+    def __init__(self, splits: dict, dropped: dict | None = None):
+        super().__init__(splits); self.dropped = dropped or {}
+
+def split_conversations(cfg: DataConfig, unsplit=(), official: dict | None = None) -> Splits:
+    """Official splits where the source has them, a hash split of `unsplit` conversations, then de-duplication and the
+    test-overlap filter.
 
     With an official train and validation but no test (DailyDialog and PersonaChat as usually distributed), the official
     validation becomes test and validation is hashed out of train, so early stopping never sees the test set."""
@@ -83,7 +90,11 @@ def split_conversations(cfg: DataConfig, unsplit=(), official: dict | None = Non
     if official and not out["validation"]:
         train, out["train"] = out["train"], []
         for c in train: out["validation" if hash_split(c.id, cfg.val_percent, 0) == "validation" else "train"].append(c)
-    return deduplicate(out)
+    before = {s: len(v) for s, v in out.items()}
+    out = deduplicate(out)
+    out, overlap = drop_test_overlap(out, cfg.context_turns)
+    return Splits(out, {s: {"duplicates": before[s] - len(out[s]) - overlap.get(s, 0), "test_overlap": overlap.get(s, 0)}
+                        for s in SPLITS})
 
 def deduplicate(splits: dict[str, list[Conversation]]) -> dict[str, list[Conversation]]:
     "Drop repeated conversations inside a split, and from train/validation any that also occur in a later split."
@@ -94,6 +105,23 @@ def deduplicate(splits: dict[str, list[Conversation]]) -> dict[str, list[Convers
             key = tuple(c.turns)
             if key not in seen: seen.add(key); out[s].append(c)
     return {s: out[s] for s in SPLITS}
+
+def _key(text: str) -> str: return re.sub(r"\s+", "", text.lower())
+
+def example_keys(c: Conversation, turns: int, # data.context_turns: the window make_examples uses
+                ) -> set[tuple]:
+    "The (context window, reply) pairs that `make_examples` makes of `c`, lowercased and without whitespace."
+    t = [_key(x) for x in c.turns]
+    return {(tuple(t[max(0, i - turns):i]), t[i]) for i in range(1, len(t))}
+
+def drop_test_overlap(splits: dict[str, list[Conversation]], turns: int) -> tuple[dict, dict]:
+    "Drop train/validation conversations that share a (context window, reply) pair with a test conversation."
+    test = set().union(*(example_keys(c, turns) for c in splits.get("test", [])))
+    out, dropped = dict(splits), {}
+    for s in ("train", "validation"):
+        out[s] = [c for c in splits.get(s, []) if not example_keys(c, turns) & test]
+        dropped[s] = len(splits.get(s, [])) - len(out[s])
+    return out, dropped
 
 # %% ../nbs/03_data.ipynb #5563bdaf
 def load_ccc(path: str | Path | None = None) -> list[Conversation]:
@@ -109,8 +137,12 @@ def load_ccc(path: str | Path | None = None) -> list[Conversation]:
 
 # %% ../nbs/03_data.ipynb #8648b69c
 def _lines(path: Path):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1): yield n, line.rstrip("\n")
+    "(line number, text) of a UTF-8 file; bytes that are not UTF-8 raise with the file and line."
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try: yield n, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); save the file as UTF-8") from None
 
 def read_dailydialog_file(path: str | Path) -> list[Conversation]:
     "Parse one official DailyDialog `dialogues_*.txt` file."
@@ -173,6 +205,7 @@ def conversation_from_record(rec: dict, default_id: str) -> Conversation:
         msgs = [m for m in rec["messages"] if m.get("role") != "system"]
         return make_conversation(rec.get("id", default_id), [m["content"] for m in msgs], [m["role"] for m in msgs])
     turns = rec["turns"]
+    if not isinstance(turns, list): raise TypeError(f"'turns' must be a list (of strings, or of speaker/text objects), not {type(turns).__name__}")
     if all(isinstance(t, str) for t in turns): return make_conversation(rec.get("id", default_id), turns, persona=rec.get("persona", []))
     return make_conversation(rec.get("id", default_id), [t["text"] for t in turns], [t["speaker"] for t in turns],
                              persona=rec.get("persona", []))
@@ -222,8 +255,8 @@ def load_hub(source: str, hub_name: str | None = None) -> dict[str, list[Convers
 # %% ../nbs/03_data.ipynb #0b0cfbad
 SOURCES = ("ccc", "dailydialog", "personachat", "smoltalk", "jsonl")
 
-def load_conversations(cfg: DataConfig) -> dict[str, list[Conversation]]:
-    "The conversations of `cfg.source`, split into train/validation/test, optionally capped per split."
+def load_conversations(cfg: DataConfig) -> Splits:
+    "The conversations of `cfg.source`, split into train/validation/test, filtered, optionally capped per split."
     if cfg.source not in SOURCES: raise ConfigError(f"Unknown data source '{cfg.source}'. Known: {', '.join(SOURCES)}")
     path = resolve_path(cfg.path)
     if cfg.source == "ccc": splits = split_conversations(cfg, load_ccc(path))
@@ -237,11 +270,11 @@ def load_conversations(cfg: DataConfig) -> dict[str, list[Conversation]]:
     else: raise ConfigError(f"data.source '{cfg.source}' is read from the hub only; leave data.path empty")
     return cap_conversations(splits, cfg.max_conversations)
 
-def cap_conversations(splits: dict[str, list[Conversation]], n: int | None) -> dict[str, list[Conversation]]:
+def cap_conversations(splits: dict[str, list[Conversation]], n: int | None) -> Splits:
     "Keep about `n` conversations in all, each split cut to its share (at least one), in source order."
-    total = sum(map(len, splits.values()))
-    if not n or n >= total: return splits
-    return {s: v[:max(1, round(n * len(v) / total))] if v else v for s, v in splits.items()}
+    total, dropped = sum(map(len, splits.values())), getattr(splits, "dropped", {})
+    if not n or n >= total: return Splits(splits, dropped)
+    return Splits({s: v[:max(1, round(n * len(v) / total))] if v else v for s, v in splits.items()}, dropped)
 
 # %% ../nbs/03_data.ipynb #163c9099
 def context_ids(turn_ids: list[list[int]], # token ids of each context turn, oldest first
@@ -249,12 +282,16 @@ def context_ids(turn_ids: list[list[int]], # token ids of each context turn, old
                 tokenizer, max_len: int, # token budget, marks included
                 persona_ids: list[int] | None = None, # persona tokens, kept before the turns (at most half the budget)
                ) -> list[int]:
-    "The context as one id list: a speaker mark before each turn, oldest tokens dropped first."
+    "The context as one id list: a speaker mark before each turn; the last turn first, older ones cut from the left."
     other, self_ = tokenizer.convert_tokens_to_ids([OTHER, SELF])
-    ids = [t for tids, s in zip(turn_ids, is_self) for t in ([self_ if s else other] + list(tids))]
     persona = list(persona_ids or [])[: max_len // 2]
-    keep = max_len - len(persona)
-    return persona + (ids[-keep:] if keep > 0 else [])
+    room, out = max_len - len(persona), []
+    for tids, s in zip(reversed(turn_ids), reversed(is_self)):
+        keep = min(len(tids), room - 1)                                   # ids of this turn that fit after its mark
+        if room <= 0 or (keep <= 0 and out): break
+        piece = [self_ if s else other] + (list(tids)[len(tids) - keep:] if keep > 0 else [])
+        out, room = piece + out, room - len(piece)
+    return persona + out
 
 def persona_ids(tokenizer, persona: list[str]) -> list[int]:
     "The persona lines as one token list, opened by the replier's mark."
@@ -292,13 +329,34 @@ def make_examples(convs: list[Conversation], tokenizer, cfg: DataConfig) -> dict
             cols["context_len"].append(ctx_full); cols["reply_len"].append(len(tids[i]))
     return dict(cols)
 
+# %% ../nbs/03_data.ipynb #2792364a
+_JOINS = [(re.compile(r"(?<=\d) ?([.:]) (?=\d)"), r"\1"),                   # 3.5, 10:30
+          (re.compile(r"(?<=\d) ?, (?=\d{3}\b)"), ","),                          # 1,000
+          (re.compile(r" ([.,!?;:%)\]}])"), r"\1"),                           # closing punctuation
+          (re.compile(r"([(\[{$#]) "), r"\1"),                                # opening brackets, currency
+          (re.compile(r"(?<=\w) ' (?=(?:s|m|t|d|re|ve|ll)\b)"), "'"),         # i'm, don't, it's, we're
+          (re.compile(r"(?<=\b[oy]) ' (?=\w)"), "'"),                         # o'clock, y'all
+          (re.compile(r"(?<=[\w*]) ?([-/*]) ?(?=[\w*])"), r"\1"),             # well-known, 24/7, f**k
+          (re.compile(r'" ([^"]*?) "'), r'"\1"')]                             # "quoted"
+
+def join_pieces(text: str) -> str:
+    "WordPiece-spaced text (`i ' m`, `well - known`) with the spaces inside words and around punctuation removed."
+    for pattern, repl in _JOINS:
+        while (new := pattern.sub(repl, text)) != text: text = new
+    return text
+
+def detokenize(tokenizer, ids: list[int]) -> str:
+    "Readable text from token ids: special tokens dropped, WordPiece pieces and punctuation joined."
+    return join_pieces(tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)).strip()
+
 # %% ../nbs/03_data.ipynb #3377aa81
-EXAMPLES_FORMAT = 1   # bump when make_examples changes, to invalidate caches
+EXAMPLES_FORMAT = 2   # bump when make_examples changes, to invalidate caches (2: test-overlap filter, marked cuts)
 
 def examples_key(cfg: DataConfig, tokenizer) -> str:
     "A short hash of everything the examples depend on."
     src = resolve_path(cfg.path)
-    stamp = [str(src), src.stat().st_mtime_ns if src and src.exists() else None]
+    files = ([src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())) if src and src.exists() else []
+    stamp = [str(src)] + [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]   # a file edited in place changes the key
     blob = json.dumps([EXAMPLES_FORMAT, asdict(cfg), stamp, tokenizer.name_or_path, len(tokenizer),
                        tokenizer.convert_tokens_to_ids([OTHER, SELF])], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -319,11 +377,12 @@ _EMPTY = {k: [] for k in ("conv_id", "turn", "context", "reply", "context_ids", 
 PERCENTILES = (50, 90, 95, 99)
 
 def data_stats(splits: dict[str, list[Conversation]], examples: DatasetDict, cfg: DataConfig) -> list[dict]:
-    "One row per split: conversations, turns, examples, and context/reply token-length percentiles."
+    "One row per split: conversations (and those dropped), turns, examples, and context/reply token-length percentiles."
     rows = []
     for s in SPLITS:
-        ex = examples[s]
-        row = {"split": s, "conversations": len(splits[s]), "turns": sum(len(c.turns) for c in splits[s]), "examples": len(ex)}
+        ex, dropped = examples[s], getattr(splits, "dropped", {}).get(s, {})
+        row = {"split": s, "conversations": len(splits[s]), **{f"dropped_{k}": v for k, v in dropped.items()},
+               "turns": sum(len(c.turns) for c in splits[s]), "examples": len(ex)}
         for col, cap in (("context_len", cfg.max_context_len), ("reply_len", cfg.max_reply_len)):
             v = np.asarray(ex[col]) if len(ex) else np.zeros(1)
             row |= {f"{col}_mean": round(float(v.mean()), 1), **{f"{col}_p{p}": int(np.percentile(v, p)) for p in PERCENTILES},

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_ed.ipynb #f8f85524
 from __future__ import annotations
-import dataclasses, math, unicodedata
+import copy, dataclasses, math, unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,18 +12,19 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, EncoderDecoderModel
-from transformers.loss.loss_utils import ForMaskedLMLoss
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from .backbone import load_backbone, load_tokenizer
-from .config import Config, DecodeConfig, EDConfig, from_dict, to_dict, read_config, save_config
+from .backbone import check_model_files, load_backbone, load_tokenizer
+from .config import Config, ConfigError, DecodeConfig, EDConfig, from_dict, to_dict, read_config, save_config
 from .core import write_text_atomic
-from .data import _clean, encode_history
-from .train import train_model
+from .data import _clean, detokenize, encode_history
+from .speed import closed_vocab, head_logits, restore_output
+from .train import apply_train_settings, train_model
 
 # %% auto #0
-__all__ = ['GENERATE_FIELDS', 'SAMPLING_FIELDS', 'pad_ids', 'until_end', 'generate_kwargs', 'check_histories', 'reply_words',
-           'reply_tokens', 'perplexities', 'eval_mode', 'seeded', 'with_variant', 'ChatModel', 'ed_decoder_config',
-           'EDModel', 'set_special_ids', 'build_ed_model', 'EDCollator', 'EDChat']
+__all__ = ['GENERATE_FIELDS', 'SAMPLING_FIELDS', 'DECODER_INITS', 'pad_ids', 'until_end', 'generate_kwargs', 'check_histories',
+           'reply_words', 'reply_tokens', 'perplexities', 'eval_mode', 'seeded', 'with_variant', 'ChatModel',
+           'ed_decoder_config', 'EDModel', 'set_special_ids', 'warm_decoder', 'build_ed_model', 'EDCollator', 'EDChat']
 
 # %% ../nbs/05_ed.ipynb #4aa83b5f
 def pad_ids(seqs: list[list[int]], value: int, left: bool = False, # pad on the left (prompts of a causal LM)
@@ -150,7 +151,7 @@ class ChatModel:
         ctx = self.contexts(histories)
         with eval_mode(self.model), seeded(seed, self.device):
             ids = [r for b in self._batches(len(ctx), batch_size) for r in self._generate_ids(ctx[b], kw)]
-        return [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in ids]
+        return [detokenize(self.tokenizer, r) for r in ids]   # readable: "i'm", not "i ' m"
 
     @torch.no_grad()
     def likelihood(self, histories: list[list[str]], # contexts, as for `generate`
@@ -172,7 +173,8 @@ class ChatModel:
                 "ppl_word": r["ppl_word"], "likelihood_tokens": r["tokens"], "likelihood_words": r["words"]}
 
     def fit(self, train_ds, eval_ds, out_dir: str | Path, **args_overrides):
-        "Train with `train.train_model` (the project's Trainer), this variant's collator and learning rates."
+        "Train with `train.train_model` (the project's Trainer), this variant's collator, learning rates and cost settings."
+        apply_train_settings(self.model, self.cfg, train_ds["reply_ids"], self.tokenizer)
         return train_model(self.model, self.collator, train_ds, eval_ds, self.cfg, out_dir,
                            lr_by_prefix=self.lr_by_prefix, **args_overrides)
 
@@ -189,9 +191,11 @@ class ChatModel:
     def load(cls, folder: str | Path) -> ChatModel:
         "Read a folder written by `save`; needs nothing but the folder (works offline)."
         folder, cfg = Path(folder), read_config(folder, cls.variant)
+        check_model_files(folder)   # one line naming a missing tokenizer file or weights cut short
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             model = cls.model_class.from_pretrained(folder)
+            restore_output(model)
         except Exception as e:  # missing files, corrupt weights (safetensors raises its own error type), wrong shapes
             raise OSError(f"{folder}: the saved model or tokenizer cannot be read ({type(e).__name__}: {e})") from e
         return cls(model, tokenizer, cfg)
@@ -208,16 +212,21 @@ def ed_decoder_config(ed: EDConfig, vocab_size: int, pad_token_id: int,
 
 # %% ../nbs/05_ed.ipynb #1f051116
 class EDModel(EncoderDecoderModel):
-    "`EncoderDecoderModel` whose loss is normalised by the Trainer's token count (correct gradient accumulation)."
+    "`EncoderDecoderModel` whose training loss computes vocabulary logits only at labelled positions, normalised by the Trainer's token count."
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs):
         n_items = kwargs.pop("num_items_in_batch", None)
-        if labels is not None and kwargs.get("decoder_input_ids") is None and kwargs.get("decoder_inputs_embeds") is None:
-            kwargs["decoder_input_ids"] = self.prepare_decoder_input_ids_from_labels(labels)  # [CLS] + labels[:-1]
-        out = super().forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        if labels is not None:  # logits: (batch, reply_len + 1, vocab)
-            out.loss = ForMaskedLMLoss(out.logits.float(), labels, self.decoder.config.vocab_size,
-                                       n_items if n_items is not None else labels.ne(-100).sum())
-        return out
+        if labels is None or kwargs.get("decoder_inputs_embeds") is not None:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+        dec_in = kwargs.get("decoder_input_ids")
+        if dec_in is None: dec_in = self.prepare_decoder_input_ids_from_labels(labels)     # [CLS] + labels[:-1]
+        enc = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state   # (B, Lc, He)
+        if hasattr(self, "enc_to_dec_proj"): enc = self.enc_to_dec_proj(enc)
+        h = self.decoder.bert(input_ids=dec_in, attention_mask=(dec_in != self.config.pad_token_id).long(),
+                              encoder_hidden_states=enc, encoder_attention_mask=attention_mask).last_hidden_state  # (B, T, Hd)
+        sel = labels != -100                                                                   # (B, T)
+        logits, target = head_logits(self.decoder.cls.predictions, h[sel], labels[sel])       # (M, V) or (M, K)
+        n = n_items if n_items is not None else sel.sum()
+        return Seq2SeqLMOutput(loss=torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum") / n, logits=logits)
 
 # %% ../nbs/05_ed.ipynb #aaeb1280
 def set_special_ids(model, start_id: int, end_id: int, pad_id: int):
@@ -226,11 +235,29 @@ def set_special_ids(model, start_id: int, end_id: int, pad_id: int):
         c.decoder_start_token_id, c.bos_token_id, c.eos_token_id, c.pad_token_id = start_id, start_id, end_id, pad_id
     return model
 
+DECODER_INITS = ("random", "backbone")
+
+def warm_decoder(encoder, n_layers: int, # the backbone (a BertModel); layers of it the decoder keeps
+                 seed: int = 0) -> BertLMHeadModel:
+    "A decoder that is the backbone's embeddings and first `n_layers` layers made causal, with new cross-attention (BERT2BERT)."
+    if n_layers > encoder.config.num_hidden_layers:
+        raise ConfigError(f"ed.decoder_layers={n_layers}: the backbone has only {encoder.config.num_hidden_layers} layers to start from")
+    config = copy.deepcopy(encoder.config)
+    config.is_decoder, config.add_cross_attention, config.num_hidden_layers, config.tie_word_embeddings = True, True, n_layers, True
+    torch.manual_seed(seed)
+    decoder = BertLMHeadModel(config)
+    missing, unexpected = decoder.bert.load_state_dict(encoder.state_dict(), strict=False)
+    bad = [k for k in missing if "crossattention" not in k] + [k for k in unexpected if not k.startswith(("pooler.", "encoder.layer."))]
+    if bad: raise RuntimeError(f"backbone weights do not fit the decoder: {bad[:5]}")
+    return decoder
+
 def build_ed_model(cfg: Config, tokenizer) -> EDModel:
-    "A fresh ED model: the backbone as encoder, a new cross-attention decoder (seeded by `train.seed`)."
+    "A fresh ED model: the backbone as encoder; a new cross-attention decoder, random or warm-started from the backbone (seeded by `train.seed`)."
+    if cfg.ed.decoder_init not in DECODER_INITS: raise ConfigError(f"ed.decoder_init must be one of {DECODER_INITS}, got {cfg.ed.decoder_init!r}")
     encoder = load_backbone(cfg.model.backbone, "encoder", tokenizer, seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
-    decoder = BertLMHeadModel(ed_decoder_config(cfg.ed, len(tokenizer), tokenizer.pad_token_id))
+    decoder = (warm_decoder(encoder, cfg.ed.decoder_layers, cfg.train.seed) if cfg.ed.decoder_init == "backbone"
+               else BertLMHeadModel(ed_decoder_config(cfg.ed, len(tokenizer), tokenizer.pad_token_id)))
     model = EDModel(encoder=encoder, decoder=decoder)
     return set_special_ids(model, tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
 
@@ -277,9 +304,11 @@ class EDChat(ChatModel):
 
     @property
     def lr_by_prefix(self) -> dict[str, float] | None:
-        "The encoder's own learning rate, when it has one and is trained."
+        "The encoder's and the decoder's own learning rates, where set (a frozen encoder has none)."
         ed = self.cfg.ed
-        return {"encoder.": ed.encoder_lr} if ed.encoder_lr is not None and not ed.freeze_encoder else None
+        lrs = {"encoder.": ed.encoder_lr} if ed.encoder_lr is not None and not ed.freeze_encoder else {}
+        if ed.decoder_lr is not None: lrs |= {"decoder.": ed.decoder_lr, "enc_to_dec_proj.": ed.decoder_lr}
+        return lrs or None
 
     def _generate_ids(self, contexts, kw):
         if kw["max_new_tokens"] + 1 > (limit := self.model.decoder.config.max_position_embeddings):
@@ -293,5 +322,6 @@ class EDChat(ChatModel):
         batch = {k: v.to(self.device) for k, v in self.collator(feats).items()}
         labels = batch.pop("labels")  # (batch, reply_len + 1)
         logits = self.model(**batch, decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels)).logits
+        labels = closed_vocab(labels, self.model)   # a cut output layer scores ids outside it as [UNK]
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")
         return nll.sum(-1).cpu()  # (batch,)

@@ -6,51 +6,63 @@
 from __future__ import annotations
 import math, random, re, unicodedata
 from collections import Counter
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import torch
 from rouge_score import rouge_scorer, scoring
 from sacrebleu.metrics import BLEU
 
-from .backbone import minilm_path
+from .backbone import load_tokenizer, minilm_path
+from .data import detokenize
 
 # %% auto #0
-__all__ = ['normalize', 'bleu', 'rouge', 'BertScore', 'distinct', 'has_repetition', 'length_stats', 'diversity',
-           'generation_metrics', 'mean_and_spread']
+__all__ = ['metric_tokenizer', 'normalize', 'bleu', 'rouge', 'BertScore', 'distinct', 'has_repetition', 'length_stats',
+           'diversity', 'generation_metrics', 'mean_and_spread']
 
 # %% ../nbs/09_evaluate.ipynb #96605499
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
                          "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2033": '"'})
-_CONTRACTION = re.compile(r"(\w) ?' ?(m|s|t|re|ve|ll|d)\b")
 _PUNCT = re.compile(r"\s*([.,!?;:\"()\[\]{}])\s*")
 
+@lru_cache(maxsize=1)
+def metric_tokenizer():
+    "The tokenizer of the metrics' round trip: minilm's uncased WordPiece (bert-base-uncased's vocabulary), offline."
+    return load_tokenizer("minilm")
+
+@lru_cache(maxsize=2**17)
 def normalize(text: str) -> str:
-    "The one text normalisation every metric uses."
+    "The one text normalisation every metric applies to every reply and reference."
     t = unicodedata.normalize("NFKC", text).lower().translate(_QUOTES)
-    t = _CONTRACTION.sub(r"\1'\2", t)
+    tok = metric_tokenizer()
+    t = detokenize(tok, tok(t, add_special_tokens=False, verbose=False)["input_ids"])   # the tokenizer round trip
     t = _PUNCT.sub(r" \1 ", t)
     return re.sub(r"\s+", " ", t).strip()
 
 # %% ../nbs/09_evaluate.ipynb #29246704
 def bleu(hyps: list[str], refs: list[str]) -> dict:
-    "Corpus BLEU-4 and BLEU-2 on normalised text, with sacrebleu's signatures."
-    out = {}
+    "Corpus BLEU-4 and BLEU-2 on normalised text, each with its signature (sacrebleu's, plus the n-gram order)."
+    h, r, out = [normalize(x) for x in hyps], [[normalize(x) for x in refs]], {}
     for n in (4, 2):
         metric = BLEU(max_ngram_order=n)
-        out[f"bleu{n}"] = metric.corpus_score([normalize(h) for h in hyps], [[normalize(r) for r in refs]]).score
-        out[f"bleu{n}_signature"] = str(metric.get_signature())
+        out[f"bleu{n}"] = metric.corpus_score(h, r).score
+        out[f"bleu{n}_signature"] = f"{metric.get_signature()}|order:{n}"
     return out
 
 def rouge(hyps: list[str], refs: list[str], n_samples: int = 1000, seed: int = 0) -> dict:
-    "Mean ROUGE-1/2/L F1 (x100, stemmed) with bootstrap 95% intervals."
+    "Mean ROUGE-1/2/L F1 (x100, stemmed) over the replies, each with a bootstrap 95% interval of the mean."
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    scores = [scorer.score(normalize(r), normalize(h)) for h, r in zip(hyps, refs)]
     agg = scoring.BootstrapAggregator(confidence_interval=0.95, n_samples=n_samples)
-    for h, r in zip(hyps, refs): agg.add_scores(scorer.score(normalize(r), normalize(h)))
+    for s in scores: agg.add_scores(s)
     state = np.random.get_state(); np.random.seed(seed)          # the bootstrap draws from NumPy's global RNG
     try: res = agg.aggregate()
     finally: np.random.set_state(state)
-    return {f"{k}{s}": 100 * getattr(v, q).fmeasure for k, v in res.items() for s, q in (("", "mid"), ("_low", "low"), ("_high", "high"))}
+    out = {}
+    for k, v in res.items():
+        out |= {k: 100 * float(np.mean([s[k].fmeasure for s in scores])), f"{k}_low": 100 * v.low.fmeasure,
+                f"{k}_high": 100 * v.high.fmeasure}
+    return out
 
 # %% ../nbs/09_evaluate.ipynb #7e28fe62
 class BertScore:
@@ -117,9 +129,14 @@ def generation_metrics(hyps: list[str], refs: list[str], bertscore: BertScore | 
     if bad: raise ValueError(f"non-finite metrics: {bad}")
     return out
 
+def _numeric(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 def mean_and_spread(runs: list[dict]) -> dict:
-    "Mean and standard deviation over seeds of every numeric metric (for sampled decoding)."
-    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return {**{k: float(np.mean([r[k] for r in runs])) for k in keys},
+    "Mean and standard deviation over seeds of every numeric metric (sampled decoding); the rest (signatures, settings) kept."
+    keys = [k for k, v in runs[0].items() if _numeric(v)]
+    kept = {k: v for k, v in runs[0].items() if not _numeric(v)}
+    if differ := sorted(k for k, v in kept.items() if any(r.get(k) != v for r in runs)):
+        raise ValueError(f"these settings differ between the seeds' runs, so no one value describes them: {differ}")
+    return {**kept, **{k: float(np.mean([r[k] for r in runs])) for k in keys},
             **{f"{k}_std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for k in keys},
             "seeds": len(runs)}

@@ -4,22 +4,23 @@
 
 # %% ../nbs/09a_experiment.ipynb #da720ddd
 from __future__ import annotations
-import csv, importlib, io, random, time
+import csv, dataclasses, importlib, inspect, io, json, os, random, time
 from pathlib import Path
-
-import yaml
 
 from .backbone import load_tokenizer
 from .config import Config, ConfigError, from_dict, load_config, to_dict, read_config, save_config
 from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .data import load_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
+from .runs import (ProgressCallback, RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir,
+                           examples_seen, find_run, finished, is_main_process, main_process_first,
+                           relative, results_dir, run_model, run_notebook, runs_dir, with_resolved_models, world_size)
 
 # %% auto #0
-__all__ = ['VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'run_dir', 'checkpoint_dir', 'fresh_checkpoints', 'load_chat',
+__all__ = ['VARIANTS', 'TRAINER_VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'run_dir', 'checkpoint_dir', 'load_chat',
            'eval_indices', 'validation_set', 'test_set', 'timed_generate', 'make_bertscore', 'evaluate_chat',
-           'history_csv', 'prepare_run', 'train_run', 'write_run', 'run_experiment', 'config_diff', 'rescores_base',
-           'run_ablations']
+           'history_csv', 'prepare_run', 'train_run', 'RunClock', 'write_run', 'finish_run', 'run_experiment',
+           'chat_for_evaluation', 'evaluate_run', 'config_diff', 'rescores_base', 'run_ablations']
 
 # %% ../nbs/09a_experiment.ipynb #4f6da9db
 VARIANTS = {"ed": ("chatbert.ed", "EDChat"), "baseline": ("chatbert.baseline", "BaselineChat"),
@@ -38,32 +39,14 @@ def _deep_update(base: dict, over: dict) -> dict:
 
 
 # %% ../nbs/09a_experiment.ipynb #07b3b5f5
-def run_dir(cfg: Config) -> Path: return project_root()/"results"/"runs"/cfg.name
+def run_dir(cfg: Config) -> Path: return runs_dir()/cfg.name
 def checkpoint_dir(cfg: Config) -> Path: return cache_dir("checkpoints", cfg.name)
 
-def fresh_checkpoints(cfg: Config) -> Path:
-    """The run's checkpoint folder, emptied if it holds checkpoints of a different config (same name, other overrides):
-    resuming is only ever from the same resolved config."""
-    import shutil
-    ckpt, want = checkpoint_dir(cfg), yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    stamp = ckpt/"run_config.yaml"
-    if (stamp.exists() and stamp.read_text() != want) or (not stamp.exists() and any(ckpt.glob("checkpoint-*"))):
-        print(f"{ckpt}: checkpoints of another config; starting afresh")
-        shutil.rmtree(ckpt); ckpt = checkpoint_dir(cfg)
-    write_text_atomic(want, stamp)
-    return ckpt
-
-def load_chat(folder: str | Path):
-    "A trained model from a model folder, or from a run folder (through the model_dir its env.json records)."
-    folder = Path(folder)
-    if (folder/"env.json").is_file() and not (folder/"model.safetensors").exists() and (folder/"metrics.json").is_file():
-        import json
-        model_dir = json.loads((folder/"env.json").read_text())["model_dir"]
-        if not Path(model_dir).is_dir():
-            raise FileNotFoundError(f"{folder} was trained elsewhere: its model ({model_dir}) is not on this machine. "
-                                    f"Train it here with `chatbert train {read_config(folder).name}`.")
-        folder = Path(model_dir)
-    return chat_class(read_config(folder).model.variant).load(folder)
+def load_chat(folder: str | Path, # a run folder, a run name, or a saved model folder
+             ):
+    "A trained model from a model folder, or from a run folder (the model_dir its env.json records), checked by `run_model`."
+    model = run_model(folder)
+    return chat_class(read_config(model).model.variant).load(model)
 
 # %% ../nbs/09a_experiment.ipynb #d5daa0c0
 def eval_indices(n_test: int, n: int | None) -> list[int]:
@@ -119,21 +102,52 @@ def history_csv(log_history: list[dict]) -> str:
     return buf.getvalue()
 
 def prepare_run(cfg: Config):
-    "Seed, tokenizer, examples (cached) and the training examples of the run."
+    "Seed, tokenizer, examples (cached; at least one per split) and the training examples of the run."
     seed_everything(cfg.train.seed)
     tok = load_tokenizer(cfg.model.backbone)
     dd = load_examples(cfg.data, tok)
+    check_examples(dd, cfg)
     train = dd["train"].shuffle(seed=cfg.train.seed)
     if cfg.train.max_train_examples: train = train.select(range(min(cfg.train.max_train_examples, len(train))))
     return tok, dd, train
 
-def train_run(cfg: Config, tok, dd, train):
-    "Build and train the variant; save the final model in the checkpoint folder. Returns (chat, log history, model dir)."
-    chat = chat_class(cfg.model.variant).from_config(cfg, tok)
-    ckpt = fresh_checkpoints(cfg)
-    trainer = chat.fit(train, validation_set(dd, cfg), ckpt)
+# %% ../nbs/09a_experiment.ipynb #71337499
+TRAINER_VARIANTS = ("ed", "imr", "baseline")   # fit(..., callbacks=) reaches chatbert.train.train_model
+
+def _fit_kwargs(chat, cfg: Config, callbacks: list) -> dict:
+    "The progress callbacks, for a variant whose fit passes them on to its Trainer."
+    takes = "callbacks" in inspect.signature(chat.fit).parameters or cfg.model.variant in TRAINER_VARIANTS
+    return {"callbacks": callbacks} if takes and callbacks else {}
+
+def train_run(cfg: Config, tok, dd, train, ckpt: str | Path, # the checkpoint folder (claim_checkpoints)
+              callbacks: list | None = None, # TrainerCallbacks (default: progress lines)
+             ):
+    "Build and train the variant. Returns (chat, log history, model folder, examples seen)."
+    chat = chat_class(cfg.model.variant).from_config(with_resolved_models(cfg), tok)
+    callbacks = [ProgressCallback()] if callbacks is None else callbacks
+    trainer = chat.fit(train, validation_set(dd, cfg), Path(ckpt), **_fit_kwargs(chat, cfg, callbacks))
     log = getattr(getattr(trainer, "state", None), "log_history", None) or []
-    return chat, log, chat.save(ckpt/"final")
+    model = chat.save(Path(ckpt)/"final") if is_main_process() else Path(ckpt)/"final"
+    return chat, log, model, examples_seen(trainer)
+
+# %% ../nbs/09a_experiment.ipynb #6ee9fd3f
+class RunClock:
+    "Seconds of a run and its parts, and the load average at its start and end, for env.json and metrics.json."
+    def __init__(self): self.t0, self.load_start, self.marks = time.time(), os.getloadavg(), {}
+    def mark(self, part: str) -> float:
+        "Seconds since the last mark (or the start), recorded as `<part>_seconds`."
+        now = time.time(); self.marks[f"{part}_seconds"] = now - self.t0 - sum(self.marks.values()); return self.marks[f"{part}_seconds"]
+    def record(self) -> dict:
+        import torch
+        return {"wall_seconds": time.time() - self.t0, **self.marks, "loadavg_start": list(self.load_start),
+                "loadavg_end": list(os.getloadavg()), "torch_threads": torch.get_num_threads(), "world_size": world_size()}
+
+# %% ../nbs/09a_experiment.ipynb #ecd28286
+def _readable(folder: Path):
+    "Files of `folder` readable by others, as the umask allows (atomic writes create them private)."
+    mask = os.umask(0); os.umask(mask)
+    for p in folder.iterdir():
+        if p.is_file(): p.chmod((p.stat().st_mode | (0o666 & ~mask)) & 0o7777)
 
 def write_run(out: str | Path, cfg: Config, metrics: dict, samples: list[dict], log: list[dict], env: dict) -> Path:
     "Write a run folder; metrics.json last, so its presence marks a finished run."
@@ -143,20 +157,58 @@ def write_run(out: str | Path, cfg: Config, metrics: dict, samples: list[dict], 
     write_jsonl_atomic(samples, out/"samples.jsonl")
     write_json_atomic(env, out/"env.json")
     write_json_atomic(metrics, out/"metrics.json")
+    _readable(out)
     return out
 
-def run_experiment(cfg: Config, out_dir: str | Path | None = None, # run folder (default results/runs/<config>)
-                  ) -> dict:
-    "Train and evaluate `cfg`, write the run folder, return the metrics."
-    t0 = time.time()
-    tok, dd, train = prepare_run(cfg)
-    chat, log, model_dir = train_run(cfg, tok, dd, train)
-    t_train = time.time() - t0
+def finish_run(out: str | Path, cfg: Config, chat, dd, train, log: list[dict], model: Path, seen: int, clock: RunClock) -> dict:
+    "Evaluate the trained `chat` on the test contexts and write the run folder `out`; returns the metrics."
     metrics, samples = evaluate_chat(chat, cfg, dd, make_bertscore(cfg, dd))
-    metrics |= {"config": cfg.name, "variant": cfg.model.variant, "train_examples": len(train),
-                "train_seconds": t_train, "eval_seconds": time.time() - t0 - t_train}
-    env = environment_info(get_device(cfg.train.device)) | {"model_dir": str(model_dir), "wall_seconds": time.time() - t0}
-    write_run(out_dir or run_dir(cfg), cfg, metrics, samples, log, env)
+    clock.mark("eval")
+    metrics |= {"config": cfg.name, "variant": cfg.model.variant, "train_examples": len(train), "examples_seen": seen,
+                **{k: clock.marks.get(k) for k in ("prepare_seconds", "train_seconds", "eval_seconds")}}
+    env = environment_info(get_device(cfg.train.device)) | {"model_dir": relative(model)} | clock.record()
+    write_run(out, cfg, metrics, samples, log, env)
+    return metrics
+
+# %% ../nbs/09a_experiment.ipynb #0acf518b
+def run_experiment(cfg: Config, out_dir: str | Path | None = None, # run folder (default results/runs/<name>)
+                   force: bool = False, # replace a finished run (moved to .cache/replaced/) and its checkpoints
+                  ) -> dict | None:
+    "Train and evaluate `cfg`, write the run folder, return the metrics (None on every process but the first)."
+    clock, out = RunClock(), Path(out_dir) if out_dir else run_dir(cfg)
+    with main_process_first(cfg):
+        if is_main_process(): claim_run_dir(out, force)
+        tok, dd, train = prepare_run(cfg)
+        ckpt = claim_checkpoints(cfg, out, force) if is_main_process() else checkpoint_dir(cfg)
+    clock.mark("prepare")
+    chat, log, model, seen = train_run(cfg, tok, dd, train, ckpt)
+    clock.mark("train")
+    if not is_main_process(): return None
+    return finish_run(out, cfg, chat, dd, train, log, model, seen, clock)
+
+# %% ../nbs/09a_experiment.ipynb #07eae8f4
+def chat_for_evaluation(run: str | Path, overrides=(), # a run folder or name; decode.*/eval.* changes
+                        name: str | None = None, # the config name recorded (default: the run's)
+                       ):
+    "A run's trained model and the run's config with `overrides` applied to its decoding and evaluation settings."
+    from chatbert.runs import check_rescoring
+    check_rescoring(overrides)
+    run = find_run(run)
+    chat, cfg = load_chat(run), apply_overrides(read_config(run), overrides)
+    if name: cfg = dataclasses.replace(cfg, name=name)
+    chat.cfg = dataclasses.replace(chat.cfg, decode=cfg.decode, eval=cfg.eval)
+    return chat, cfg
+
+def evaluate_run(chat, cfg: Config, out: str | Path, # the evaluation folder (metrics.json, samples.jsonl, ...)
+                 evaluated_run: str | Path | None = None, overrides=()) -> dict:
+    "Score `chat` on the test contexts of `cfg` and write the evaluation folder `out`; returns the metrics."
+    clock = RunClock()
+    dd = load_examples(cfg.data, chat.tokenizer)
+    metrics, samples = evaluate_chat(chat, cfg, dd, make_bertscore(cfg, dd))
+    metrics |= {"config": cfg.name, "variant": cfg.model.variant, "eval_seconds": clock.mark("eval"),
+                "overrides": " ".join(overrides) if not isinstance(overrides, str) else overrides}
+    env = environment_info(get_device(cfg.train.device)) | clock.record() | {"evaluated_run": relative(evaluated_run) if evaluated_run else None}
+    write_run(out, cfg, metrics, samples, [], env)
     return metrics
 
 # %% ../nbs/09a_experiment.ipynb #2f47d00a
@@ -182,34 +234,36 @@ def rescores_base(name: str, base: str) -> bool:
     "Does `name` only change how `base`'s trained model is scored (so no new training is needed)?"
     return all(k.split(".")[0] in RESCORABLE for k in config_diff(name, base))
 
-def _notebook_runner(notebook: str, out: Path, params: dict):
-    from chatbert.cli import run_notebook
-    run_notebook(notebook, out/notebook, params)
+def _notebook_runner(notebook: str, out: Path, params: dict): run_notebook(notebook, out/notebook, params)
 
 def run_ablations(suite: str, # a name in ABLATIONS, or a new name when `configs` and `base` are given
                   configs: list[str] | None = None, base: str | None = None,
-                  results: str | Path | None = None, # results folder (default: the repository's results/)
+                  results: str | Path | None = None, # results folder (default: chatbert.runs.results_dir(), the repository's results/)
                   runner=_notebook_runner, # (notebook, run folder, parameters) -> None; raises on failure
-                  retrain_base: bool = False) -> dict:
-    "Train the base (unless its run exists) and every ablation; failures are recorded, not raised."
+                  retrain_base: bool = False, # train the base again even when its run is finished
+                  force: bool = False, # run the ablations again even when their runs are finished
+                 ) -> dict:
+    "Train the base and every ablation (finished runs kept); failures are recorded, not raised."
     base0, configs0 = ABLATIONS.get(suite, (None, None))
     base, configs = base or base0, configs or configs0
     if not base or not configs: raise ConfigError(f"Unknown ablation suite '{suite}': give configs and base. Known: {', '.join(ABLATIONS)}")
-    runs_dir = Path(results or project_root()/"results")/"runs"
+    results = Path(results) if results else results_dir()
+    runs = results/"runs"
     rows = []
     for name in [base, *configs]:
-        out, t0 = runs_dir/name, time.time()
-        shown = out.resolve().relative_to(project_root()) if out.resolve().is_relative_to(project_root()) else out
-        row = {"config": name, "run_dir": str(shown), "changed": config_diff(name, base) if name != base else {}, "error": None}
+        out, t0 = runs/name, time.time()
+        row = {"config": name, "run_dir": relative(out), "changed": config_diff(name, base) if name != base else {}, "error": None}
         try:
-            if name == base and (out/"metrics.json").is_file() and not retrain_base: row["mode"] = "existing"
+            if finished(out) and not (retrain_base if name == base else force): row["mode"] = "existing"
             elif name != base and rescores_base(name, base):
                 row["mode"] = "rescore"
-                overrides = " ".join(f"{k}={v}" for k, v in row["changed"].items())
-                runner("evaluate.ipynb", out, {"run_dir": str(runs_dir/base), "overrides": overrides, "out_dir": str(out), "name": name})
+                overrides = [f"{k}={v}" for k, v in row["changed"].items()]
+                runner("evaluate.ipynb", out, {"run_dir": str(runs/base), "overrides": overrides, "out_dir": str(out), "name": name,
+                                               "force": force})
             else:
                 row["mode"] = "train"
-                runner("train.ipynb", out, {"config": name, "overrides": "", "out_dir": str(out)})
+                runner("train.ipynb", out, {"config": name, "overrides": [], "out_dir": str(out), "name": name,
+                                            "force": retrain_base if name == base else force})
             if not (out/"metrics.json").is_file(): raise RuntimeError(f"{out}: no metrics.json after the run")
             row["status"] = "ok"
         except Exception as e:   # one failed ablation must not stop the suite; the error is kept for the report
@@ -217,5 +271,5 @@ def run_ablations(suite: str, # a name in ABLATIONS, or a new name when `configs
             print(f"{name}: FAILED ({row['error'][:300]})")
         rows.append(row | {"seconds": round(time.time() - t0, 1)})
     report = {"suite": suite, "base": base, "runs": rows, "env": environment_info("cpu")}
-    write_json_atomic(report, Path(results or project_root()/"results")/"ablations"/f"{suite}.json")
+    write_json_atomic(report, results/"ablations"/f"{suite}.json")
     return report

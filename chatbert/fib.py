@@ -14,7 +14,7 @@ import yaml
 from .backbone import load_tokenizer
 from .config import Config, DecodeConfig, from_dict, resolve_path, to_dict, read_config, save_config
 from .core import write_json_atomic, write_text_atomic
-from .data import load_examples
+from .data import detokenize, load_examples
 from .evaluate import generation_metrics, normalize
 from .imr import IMRChat
 from .ra import RA_OPTIONS, RAChat, check_histories
@@ -197,7 +197,7 @@ class FIBChat:
                 res.append(Filled(sk.reply, sk.tokens, sk, None, None, [True] * len(sk.tokens))); continue
             score, lay, toks = best[i]
             kept = [t is not None for t in sk.template(lay)]
-            res.append(Filled(self.tokenizer.decode(toks, skip_special_tokens=True), toks, sk, lay, score, kept))
+            res.append(Filled(detokenize(self.tokenizer, toks), toks, sk, lay, score, kept))
         return res
 
     def generate(self, histories: list[list[str]], # conversations so far; each ends with the other person's turn

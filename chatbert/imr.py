@@ -18,12 +18,13 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel, 
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPreTrainedModel
 from transformers.utils import ModelOutput
 
-from .backbone import SPEAKER_MARKS, load_backbone, load_tokenizer
+from .backbone import SPEAKER_MARKS, check_model_files, load_backbone, load_tokenizer
 from .config import Config, ConfigError, IMRConfig, from_dict, to_dict, read_config, save_config
 from .core import write_text_atomic
-from .data import _clean, encode_history
+from .data import _clean, detokenize, encode_history
 from .imr_decode import choose_lengths, decode_settings, length_pmf, refine, row_trace
-from .train import train_model
+from .speed import closed_vocab, head_logits, restore_output
+from .train import apply_train_settings, train_model
 
 # %% auto #0
 __all__ = ['NELBO_COVERS', 'canvas_len', 'make_canvas', 'build_inputs', 'canvas_positions', 'IMROutput', 'canvas_blind_bias',
@@ -137,8 +138,8 @@ class IMRForMaskedLM(BertPreTrainedModel):
             out.logits = self.cls(h[:, -self.canvas_len - 1:-1])                      # (B, C, V)
             return out
         sel = labels != -100                                                          # (B, L)
-        out.logits = self.cls(h[sel])                                                 # (M, V)
-        nll = F.cross_entropy(out.logits.float(), labels[sel], reduction="none")      # (M,)
+        out.logits, target = head_logits(self.cls.predictions, h[sel], labels[sel])   # (M, V) or (M, K) for a cut head
+        nll = F.cross_entropy(out.logits.float(), target, reduction="none")           # (M,)
         out.mlm_loss = (nll * loss_weights[sel]).sum() if loss_weights is not None else nll.mean()
         out.loss = out.mlm_loss
         if out.length_logits is not None and length_labels is not None:
@@ -282,9 +283,10 @@ class IMRDecoded:
     canvas: torch.Tensor             # (B, C) final canvases
     confidence: torch.Tensor         # (B, C) commit confidences (1.0 where fixed)
     lengths: torch.Tensor            # (B,) reply lengths
-    score: torch.Tensor              # (B,) mean log-confidence of the decoded reply tokens and end token
+    score: torch.Tensor              # (B,) mean log-probability of the reply tokens and its end (see `_best`)
     steps: torch.Tensor              # (B,) refinement steps each row took
     forwards: int                    # model passes over the batch, length head and context encoding included
+    remasked: torch.Tensor | None = None    # (B,) re-mask events of each reply (Mask-Predict revisions)
     trace: list[list[dict]] | None = None   # per row: one entry per step it took
 
 def _first_end(canvas: torch.Tensor, end_id: int) -> torch.Tensor:
@@ -348,6 +350,7 @@ class IMRChat:
     def fit(self, train_ds, eval_ds, out_dir: str | Path, **args_overrides):
         "Train with `train_model`: fresh head bias from canvas unigrams, head learning rate, fixed validation masks."
         init_head_bias(self.model, train_ds["reply_ids"], self.end_id)
+        apply_train_settings(self.model, self.cfg, train_ds["reply_ids"], self.tokenizer)
         return train_model(self.model, self.collator(), train_ds, with_mask_seeds(eval_ds, self.cfg.train.seed),
                            self.cfg, out_dir, lr_by_prefix=self.lr_by_prefix(), **args_overrides)
 
@@ -399,7 +402,7 @@ class IMRChat:
         was_training = self.model.training; self.model.eval()
         blank = torch.full((B, C), self.mask_id)
         inputs = {k: v.to(dev) for k, v in build_inputs(contexts, blank, self.tokenizer, self.max_context).items()}
-        kv, cls_h, forwards = None, None, 0
+        kv, cls_h, forwards, length_logp = None, None, 0, None
         if not self.model.context_sees_canvas:
             kv, cls_h = self.model.context_cache(**inputs); forwards += 1
         if lengths is not None: lengths = lengths.to(dev).view(B, 1).clamp(0, C - 1)
@@ -408,29 +411,37 @@ class IMRChat:
             cdf = self.length_probs(inputs, cls_h).cumsum(1) if use_head else self.end_cdf(inputs, kv)   # (B, C)
             forwards += int(not use_head or cls_h is None)
             gen = torch.Generator(device=dev).manual_seed(d.seed) if d.do_sample else None
-            lengths = choose_lengths(length_pmf(cdf, lo, hi), d.length_beam if d.length == "beam" else 1,
-                                     d.do_sample, gen)                                                   # (B, K)
+            pmf = length_pmf(cdf, lo, hi)                                                                # (B, C)
+            lengths = choose_lengths(pmf, d.length_beam if d.length == "beam" else 1, d.do_sample, gen)  # (B, K)
+            length_logp = pmf.gather(1, lengths).clamp_min(1e-12).log().flatten()                        # (N,)
         fixed = torch.full((B, C), -1) if fixed is None else fixed
         src, fx, no_end = canvas_constraints(fixed.to(dev), lengths, self.end_id, lo, hi)         # (N,), (N, C), (N, C)
         is_fixed = fx >= 0
         res = refine(self._logits_fn(inputs, kv, src, no_end), torch.where(is_fixed, fx, self.mask_id), is_fixed,
                      self.mask_id, steps=d.steps, schedule=d.schedule, threshold=d.threshold,
                      temperature=d.temperature, temperature_end=d.temperature_end, top_k=d.top_k, top_p=d.top_p,
-                     do_sample=d.do_sample, remask=d.remask, remask_budget=d.remask_budget, seed=d.seed, trace=trace)
+                     do_sample=d.do_sample, remask=d.remask, remask_budget=d.remask_budget, order=d.order,
+                     block_len=d.block_len, end_id=self.end_id, defer_end=d.defer_end, canvas_penalty=d.canvas_penalty,
+                     seed=d.seed, trace=trace)
         self.model.train(was_training)
-        return self._best(res, is_fixed, B, forwards, trace)
+        return self._best(res, is_fixed, B, forwards, trace, length_logp)
 
-    def _best(self, res, is_fixed: torch.Tensor, B: int, forwards: int, trace: bool) -> IMRDecoded:
-        "Each context's best row (of its K candidate lengths) by mean log-confidence of the reply and end token."
+    def _best(self, res, is_fixed: torch.Tensor, B: int, forwards: int, trace: bool,
+              length_logp: torch.Tensor | None = None, # (N,) log P(length = n) of each row's length, when chosen first
+             ) -> IMRDecoded:
+        "Each context's best row (of its K candidate lengths): the mean log-probability of its reply tokens and its end."
         n = _first_end(res.canvas, self.end_id)                                                     # (N,)
         scored = ~is_fixed & (torch.arange(res.canvas.shape[1], device=n.device)[None] <= n[:, None])
-        score = (res.confidence.clamp_min(1e-12).log() * scored).sum(1) / scored.sum(1).clamp(min=1)
+        logp, count = (res.confidence.clamp_min(1e-12).log() * scored).sum(1), scored.sum(1)         # (N,), (N,)
+        if length_logp is not None: logp, count = logp + length_logp, count + 1    # the fixed end: its length's prior
+        score = logp / count.clamp(min=1)
         K = len(n) // B
         pick = torch.arange(B, device=n.device) * K + score.view(B, K).argmax(1)                    # (B,)
         canvas = res.canvas[pick].cpu()
         return IMRDecoded(tokens=[canvas[i, : int(n[j])].tolist() for i, j in enumerate(pick.tolist())],
                           canvas=canvas, confidence=res.confidence[pick].cpu(), lengths=n[pick].cpu(),
                           score=score[pick].cpu(), steps=res.steps[pick].cpu(), forwards=forwards + res.forwards,
+                          remasked=res.remasked[pick].cpu(),
                           trace=[row_trace(res.trace, j) for j in pick.tolist()] if trace else None)
 
     def _contexts(self, histories: list[list[str]]) -> list[list[int]]:
@@ -447,13 +458,15 @@ class IMRChat:
     def generate(self, histories: list[list[str]], # conversations so far; the last turn is the other person's
                  trace: bool = False, # also return, per reply, one entry per refinement step
                  **decoding) -> list[str] | tuple[list[str], list[list[dict]]]:
-        "Replies to `histories`, in batches of `train.eval_batch_size`."
+        "Replies to `histories`, in batches of `train.eval_batch_size`; `last_stats` holds the re-masks per reply."
         contexts, bs = self._contexts(histories), self.cfg.train.eval_batch_size
-        replies, traces = [], []
+        replies, traces, remasked = [], [], 0
         for s in range(0, len(contexts), bs):
             out = self.decode_ids(contexts[s:s + bs], trace=trace, **decoding)
-            replies += [self.tokenizer.decode(t, skip_special_tokens=True) for t in out.tokens]
+            replies += [detokenize(self.tokenizer, t) for t in out.tokens]
+            remasked += int(out.remasked.sum())
             if trace: traces += [self._readable(t) for t in out.trace]
+        self.last_stats = {"remask_per_reply": remasked / max(1, len(contexts))}   # evaluate_chat adds it to the metrics
         return (replies, traces) if trace else replies
 
     def template_canvas(self, templates: list[list[int | None]]) -> torch.Tensor:
@@ -487,7 +500,7 @@ class IMRChat:
             ctx = [c for c in contexts[s:s + bs] for _ in range(samples)]
             inputs = build_inputs(ctx, canvas.masked_fill(chosen, self.mask_id), self.tokenizer, self.max_context)
             h = self.model.hidden(**{a: v.to(self.device) for a, v in inputs.items()})[:, -C - 1:-1]     # (N, C, H)
-            sel, target = chosen.to(self.device), canvas.to(self.device)
+            sel, target = chosen.to(self.device), closed_vocab(canvas.to(self.device), self.model)
             nll = torch.zeros(len(canvas), C, device=self.device)
             nll[sel] = F.cross_entropy(self.model.cls(h[sel]).float(), target[sel], reduction="none")
             out += (nll.sum(1).cpu() * C / k).view(len(reps), samples).mean(1).tolist()                  # weight 1/t
@@ -544,9 +557,11 @@ class IMRChat:
         p = Path(path)
         missing = [f for f in ("config.yaml", "config.json") if not (p/f).is_file()]
         if missing: raise FileNotFoundError(f"{p}: not an IMR checkpoint (missing {', '.join(missing)})")
+        check_model_files(p)   # one line naming a missing tokenizer file or weights cut short
         try:
             cfg = read_config(p)   # any variant: FIB saves its IMR filler with FIB's config
             model, tok = IMRForMaskedLM.from_pretrained(p), AutoTokenizer.from_pretrained(p)
+            restore_output(model)
         except (OSError, ValueError, RuntimeError, yaml.YAMLError, SafetensorError) as e:
             raise OSError(f"{p}: cannot load the IMR checkpoint ({type(e).__name__}: {e})") from e
         return cls(model, tok, cfg)

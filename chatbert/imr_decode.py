@@ -9,17 +9,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from .config import ConfigError, DecodeConfig, from_dict
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'LENGTHS', 'decode_settings', 'temperature_at', 'choose_tokens', 'masked_after', 'rank_desc',
-           'commit_mask', 'remask_mask', 'length_pmf', 'choose_lengths', 'Refined', 'refine', 'row_trace']
+__all__ = ['SCHEDULES', 'LENGTHS', 'ORDERS', 'decode_settings', 'temperature_at', 'rank_scores', 'choose_tokens', 'masked_after',
+           'rank_desc', 'n_to_commit', 'commit_and_remask', 'length_pmf', 'choose_lengths', 'Refined', 'on_canvas',
+           'refine', 'row_trace']
 
 # %% ../nbs/07a_imr_decode.ipynb #3c83fc8a
 SCHEDULES = ("linear", "cosine", "threshold")
 LENGTHS = ("end", "head", "beam", "free")
+ORDERS = ("confidence", "margin", "entropy")
 
 def decode_settings(base: DecodeConfig, # the config's defaults (cfg.decode)
                     **overrides, # DecodeConfig field names
@@ -28,11 +31,13 @@ def decode_settings(base: DecodeConfig, # the config's defaults (cfg.decode)
     d = from_dict(DecodeConfig, {**asdict(base), **overrides}, "decode")
     checks = [(d.schedule in SCHEDULES, f"decode.schedule must be one of {SCHEDULES}, got {d.schedule!r}"),
               (d.length in LENGTHS, f"decode.length must be one of {LENGTHS}, got {d.length!r}"),
+              (d.order in ORDERS, f"decode.order must be one of {ORDERS}, got {d.order!r}"),
               (d.steps >= 1, "decode.steps must be at least 1"),
               (d.temperature > 0 and (d.temperature_end is None or d.temperature_end > 0), "temperatures must be > 0"),
               (0 < d.top_p <= 1 and d.top_k >= 0, "decode.top_p must be in (0, 1] and decode.top_k >= 0"),
               (0 < d.threshold <= 1, "decode.threshold must be in (0, 1]"),
               (d.remask_budget >= 0 and d.length_beam >= 1, "decode.remask_budget >= 0 and decode.length_beam >= 1"),
+              (d.block_len >= 0 and d.canvas_penalty >= 0, "decode.block_len and decode.canvas_penalty must be >= 0"),
               (1 <= d.min_new_tokens <= d.max_new_tokens, "decode needs 1 <= min_new_tokens <= max_new_tokens")]
     for ok, msg in checks:
         if not ok: raise ConfigError(msg)
@@ -45,18 +50,42 @@ def temperature_at(step: int, # 0-based
     if end is None or steps <= 1: return start
     return start + (end - start) * step / (steps - 1)
 
-def choose_tokens(logits: torch.Tensor, # (n, C, V)
-                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, do_sample: bool = False,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    "A token per position (argmax or a sample) and the probability of that token: (n, C) ids, (n, C) confidences."
-    n, C, V = logits.shape
-    scores = logits.reshape(n * C, V).float() / temperature          # (n*C, V)
+def _support(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    "The tokens top-k and top-p keep (transformers' warpers), (N, V) bool."
     if top_k: scores = TopKLogitsWarper(top_k)(None, scores)
     if top_p < 1: scores = TopPLogitsWarper(top_p)(None, scores)
-    probs = scores.softmax(-1)
-    tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1) if do_sample else probs.argmax(-1)  # (n*C,)
+    return torch.isfinite(scores)
+
+def rank_scores(probs: torch.Tensor, # (N, V) the distribution confidences are measured on
+                conf: torch.Tensor, # (N,) probability of the chosen token
+                order: str = "confidence") -> torch.Tensor:
+    "The score that orders positions: the confidence, the top-2 margin, or exp(-entropy); each in [0, 1]: (N,)."
+    if order == "confidence": return conf
+    if order == "margin":
+        top = probs.topk(min(2, probs.shape[-1]), -1).values
+        return top[:, 0] - (top[:, 1] if top.shape[1] > 1 else 0)
+    if order == "entropy": return (probs * probs.clamp_min(1e-30).log()).sum(-1).exp()
+    raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+
+def choose_tokens(logits: torch.Tensor, # (n, C, V)
+                  temperature: float = 1.0, # confidences (and greedy choices) are measured at this temperature
+                  top_k: int = 0, top_p: float = 1.0, do_sample: bool = False,
+                  generator: torch.Generator | None = None,
+                  sample_temperature: float | None = None, # tokens are sampled at this one (None: `temperature`)
+                  order: str = "confidence", # the ranking score: confidence | margin | entropy
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "A token per position (argmax or a sample), its probability and its ranking score: three (n, C) tensors."
+    n, C, V = logits.shape
+    flat = logits.reshape(n * C, V).float()                                             # (n*C, V)
+    tau = sample_temperature if do_sample and sample_temperature is not None else temperature
+    keep = _support(flat / tau, top_k, top_p)                                            # tokens that may be chosen
+    probs = (flat / temperature).masked_fill(~keep, -math.inf).softmax(-1)               # confidences: one temperature
+    if do_sample:
+        draw = probs if tau == temperature else (flat / tau).masked_fill(~keep, -math.inf).softmax(-1)
+        tokens = torch.multinomial(draw, 1, generator=generator).squeeze(1)              # (n*C,)
+    else: tokens = probs.argmax(-1)
     conf = probs.gather(1, tokens[:, None]).squeeze(1)
-    return tokens.view(n, C), conf.view(n, C)
+    return tokens.view(n, C), conf.view(n, C), rank_scores(probs, conf, order).view(n, C)
 
 # %% ../nbs/07a_imr_decode.ipynb #ba1aeb10
 def masked_after(schedule: str, n_free: torch.Tensor, # (n,) free positions per row
@@ -70,24 +99,42 @@ def rank_desc(x: torch.Tensor) -> torch.Tensor:
     "Each entry's rank within its row, 0 for the largest (ties by position)."
     return x.sort(dim=1, descending=True, stable=True).indices.argsort(1)
 
-def commit_mask(conf: torch.Tensor, masked: torch.Tensor, # (n, C) candidate confidences; (n, C) bool still masked
-                n_free: torch.Tensor, step: int, steps: int, schedule: str = "cosine", threshold: float = 0.9,
+def n_to_commit(schedule: str, score: torch.Tensor, # (n, C) ranking score of each position's proposal
+                ok: torch.Tensor, # (n, C) bool: candidates that may be committed now
+                masked: torch.Tensor, # (n, C) bool: masked free positions
+                n_free: torch.Tensor, step: int, steps: int, threshold: float = 0.9,
+                focus: torch.Tensor | None = None, # (n, C) bool: where the threshold counts (a block; None: anywhere)
                ) -> torch.Tensor:
-    "Which masked positions to commit at `step`: the most confident ones, as many as the schedule asks (at least one)."
-    if step == steps - 1: return masked.clone()
-    cand = conf.masked_fill(~masked, -1.0)
-    if schedule == "threshold": k = (cand >= threshold).sum(1)
+    "Candidates to commit at `step`: the schedule's count, at least one, at most the candidates there are: (n,)."
+    if schedule == "threshold": k = (ok & (score >= threshold) & (True if focus is None else focus)).sum(1)
     else: k = masked.sum(1) - masked_after(schedule, n_free, step, steps)
-    return masked & (rank_desc(cand) < k.clamp(min=1)[:, None])
+    return k.clamp(min=1).minimum(ok.sum(1))
 
 # %% ../nbs/07a_imr_decode.ipynb #d5507abd
-def remask_mask(conf: torch.Tensor, masked: torch.Tensor, # (n, C) candidate confidences; (n, C) bool masked positions
-                committed_conf: torch.Tensor, committed: torch.Tensor, # (n, C) confidence at commit; (n, C) bool re-maskable
-                budget: int = 2) -> torch.Tensor:
-    "Committed positions to mask again: less confident than every masked candidate, lowest first, `budget` per row."
-    worst = conf.masked_fill(~masked, math.inf).min(1).values            # (n,)
-    weak = committed & (committed_conf < worst[:, None]) & masked.any(1, keepdim=True)
-    return weak & (rank_desc(-committed_conf.masked_fill(~weak, math.inf)) < budget)
+def commit_and_remask(score: torch.Tensor, # (n, C) ranking score of each candidate (masked position)
+                      ok: torch.Tensor, # (n, C) bool: candidates that may be committed now
+                      k: torch.Tensor, # (n,) candidates to commit (from `n_to_commit`)
+                      committed_score: torch.Tensor, # (n, C) the score each committed token had when committed
+                      committed: torch.Tensor, # (n, C) bool: committed tokens that may be re-masked
+                      budget: int = 2, # committed tokens re-masked per row at most (0: never)
+                      priority: torch.Tensor | None = None, # (n or 1, C) lower goes first (a block index), then by score
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mask-Predict's rule: which candidates to commit (n, C) and which committed tokens to mask again (n, C)."
+    n, C = score.shape
+    key = score if priority is None else score - 2 * priority              # scores lie in [0, 1]: priority first
+    order = key.masked_fill(~ok, -math.inf).sort(dim=1, descending=True, stable=True).indices   # (n, C) best first
+    commit = ok & (order.argsort(1) < k[:, None])
+    b = min(budget, C)
+    if b == 0: return commit, torch.zeros_like(commit)
+    i = torch.arange(b, device=score.device)[None]                                         # (1, b)
+    ch = order.gather(1, (k[:, None] + i).clamp(max=C - 1))                                 # (n, b) next in line
+    ch_score = score.gather(1, ch).masked_fill(k[:, None] + i >= ok.sum(1, keepdim=True), -math.inf)
+    ch_score, by = ch_score.sort(dim=1, descending=True, stable=True); ch = ch.gather(1, by)     # strongest challenger first
+    weak = committed_score.masked_fill(~committed, math.inf).sort(dim=1, stable=True).indices[:, :b]   # (n, b) weakest first
+    weak_score = committed_score.gather(1, weak).masked_fill(i >= committed.sum(1, keepdim=True), math.inf)
+    swap = ch_score > weak_score                                                            # (n, b)
+    hit = lambda pos: (F.one_hot(pos, C).bool() & swap[..., None]).any(1)                   # (n, C)
+    return commit | hit(ch), hit(weak)
 
 # %% ../nbs/07a_imr_decode.ipynb #14d072da
 def length_pmf(cdf: torch.Tensor, # (B, C) P(length <= j), j = 0..C-1 (need not be monotone)
@@ -116,6 +163,7 @@ class Refined:
     confidence: torch.Tensor        # (B, C) probability of each token when committed (1.0 where fixed)
     steps: torch.Tensor             # (B,) forward passes each row took part in
     forwards: int                   # calls of logits_fn
+    remasked: torch.Tensor | None = None  # (B,) re-mask events per row (a token masked again, counted each time)
     trace: list[dict] = field(default_factory=list)  # one entry per step run (when asked)
 
 def _trace_entry(step, rows, tau, canvas, commit, remasked, conf, proposal, proposal_conf) -> dict:
@@ -123,39 +171,63 @@ def _trace_entry(step, rows, tau, canvas, commit, remasked, conf, proposal, prop
     return dict(step=step, rows=cpu(rows), temperature=tau, canvas=cpu(canvas), committed=cpu(commit),
                 remasked=cpu(remasked), confidence=cpu(conf), proposal=cpu(proposal), proposal_conf=cpu(proposal_conf))
 
+def on_canvas(canvas: torch.Tensor, # (b, C) token ids
+              vocab: int, skip: list[int]) -> torch.Tensor:
+    "1.0 for each token id that stands somewhere on the row's canvas, ids in `skip` aside: (b, V)."
+    present = torch.zeros(len(canvas), vocab, device=canvas.device).scatter_(1, canvas, 1.0)
+    present[:, skip] = 0.0
+    return present
+
 @torch.inference_mode()
 def refine(logits_fn: Callable, # (canvas (b, C), rows (b,)) -> logits (b, C, V) for the rows still decoding
            canvas: torch.Tensor, # (B, C) start: mask_id where free, the fixed (or already committed) token elsewhere
            fixed: torch.Tensor, # (B, C) bool: positions that never change
            mask_id: int, # the [MASK] token id
            steps: int = 8, schedule: str = "cosine", threshold: float = 0.9,
-           temperature: float = 1.0, temperature_end: float | None = None,
+           temperature: float = 1.0, # confidences are measured at this temperature
+           temperature_end: float | None = None, # anneal the sampling temperature to this by the last step
            top_k: int = 0, top_p: float = 1.0, do_sample: bool = False,
            remask: bool = True, remask_budget: int = 2,
+           order: str = "confidence", # what ranks positions: confidence | margin | entropy
+           block_len: int = 0, # semi-autoregressive blocks of this many positions (0: off)
+           end_id: int | None = None, # the end token: never penalised; needed by `defer_end`
+           defer_end: bool = False, # commit an end token only where nothing to its left is masked
+           canvas_penalty: float = 0.0, # subtracted from the logits of tokens already on the canvas
            seed: int = 0, # sampling seed
            confidence: torch.Tensor | None = None, # (B, C) confidences of tokens already committed (default 1.0)
            trace: bool = False) -> Refined:
     "Unmask `canvas` step by step until nothing is masked or `steps` are used."
+    if defer_end and end_id is None: raise ValueError("defer_end needs end_id")
     canvas, fixed = canvas.clone(), fixed.clone()
     conf = torch.where(canvas == mask_id, 0.0, 1.0) if confidence is None else confidence.clone().float()
     conf = conf.masked_fill(fixed, 1.0)                                   # (B, C)
+    score = conf.clone()                                                  # (B, C) ranking score when committed
     n_free = (~fixed).sum(1)                                              # (B,)
-    taken = torch.zeros(len(canvas), dtype=torch.long, device=canvas.device)
+    B, C = canvas.shape
+    zeros = lambda: torch.zeros(B, dtype=torch.long, device=canvas.device)
     gen = torch.Generator(device=canvas.device).manual_seed(seed) if do_sample else None
-    out = Refined(canvas, conf, taken, 0)
+    prio = (torch.arange(C, device=canvas.device)[None] // block_len).float() if block_len else None   # (1, C) block
+    skip = [mask_id] + ([end_id] if end_id is not None else [])
+    out = Refined(canvas, conf, zeros(), 0, zeros())
     for step in range(steps):
         masked = (canvas == mask_id) & ~fixed                             # (B, C)
         rows = masked.any(1).nonzero().squeeze(1)                         # (b,) rows still decoding
         if rows.numel() == 0: break
         tau = temperature_at(step, steps, temperature, temperature_end)
-        tok, c = choose_tokens(logits_fn(canvas[rows], rows), tau, top_k, top_p, do_sample, gen)  # (b, C), (b, C)
-        m, cur, old = masked[rows], canvas[rows], conf[rows]
-        commit = commit_mask(c, m, n_free[rows], step, steps, schedule, threshold)
-        re = (remask_mask(c, m, old, ~m & ~fixed[rows], remask_budget) if remask and step < steps - 1
-              else torch.zeros_like(m))
+        cur, m = canvas[rows], masked[rows]
+        logits = logits_fn(cur, rows)                                     # (b, C, V)
+        if canvas_penalty: logits = logits - canvas_penalty * on_canvas(cur, logits.shape[-1], skip)[:, None]
+        tok, c, sc = choose_tokens(logits, temperature, top_k, top_p, do_sample, gen, tau, order)   # (b, C) each
+        if step == steps - 1: commit, re = m, torch.zeros_like(m)         # the last step commits everything
+        else:
+            ok = m if not defer_end else m & ((tok != end_id) | ((m.cumsum(1) - m.long()) == 0))
+            focus = None if prio is None else prio == prio.masked_fill(~ok, math.inf).min(1, keepdim=True).values
+            k = n_to_commit(schedule, sc, ok, m, n_free[rows], step, steps, threshold, focus)
+            commit, re = commit_and_remask(sc, ok, k, score[rows], ~m & ~fixed[rows], remask_budget if remask else 0, prio)
         canvas[rows] = torch.where(commit, tok, cur).masked_fill(re, mask_id)
-        conf[rows] = torch.where(commit, c, old).masked_fill(re, 0.0)
-        taken[rows] += 1; out.forwards += 1
+        conf[rows] = torch.where(commit, c, conf[rows]).masked_fill(re, 0.0)
+        score[rows] = torch.where(commit, sc, score[rows]).masked_fill(re, 0.0)
+        out.steps[rows] += 1; out.remasked[rows] += re.sum(1); out.forwards += 1
         if trace: out.trace.append(_trace_entry(step, rows, tau, canvas[rows], commit, re, conf[rows],
                                                 tok.masked_fill(~m, mask_id), c.masked_fill(~m, 0.0)))
     return out

@@ -10,11 +10,13 @@ import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from .config import Config
+from .config import Config, ConfigError
 from .core import get_device
+from .speed import disable_dropout, freeze_word_embeddings, output_ids, restrict_output, set_threads
 
 # %% auto #0
-__all__ = ['param_groups', 'ChatTrainer', 'use_bf16', 'training_args', 'add_lengths', 'train_model']
+__all__ = ['OUTPUT_VOCABS', 'param_groups', 'ChatTrainer', 'use_bf16', 'training_args', 'apply_train_settings', 'add_lengths',
+           'train_model']
 
 # %% ../nbs/04_train.ipynb #48508647
 def param_groups(model: torch.nn.Module, base_lr: float, weight_decay: float,
@@ -32,9 +34,9 @@ def param_groups(model: torch.nn.Module, base_lr: float, weight_decay: float,
 
 # %% ../nbs/04_train.ipynb #8ecf3220
 class ChatTrainer(Trainer):
-    "A `Trainer` whose AdamW uses `param_groups` (per-prefix learning rates, frozen parameters excluded)."
-    def __init__(self, *args, lr_by_prefix: dict[str, float] | None = None, **kwargs):
-        self.lr_by_prefix = lr_by_prefix
+    "A `Trainer` whose AdamW uses `param_groups` (per-prefix learning rates, frozen parameters excluded), fused on request."
+    def __init__(self, *args, lr_by_prefix: dict[str, float] | None = None, fused_adamw: bool = False, **kwargs):
+        self.lr_by_prefix, self.fused_adamw = lr_by_prefix, fused_adamw
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model=None):
@@ -44,7 +46,7 @@ class ChatTrainer(Trainer):
             no_decay = {n for n, _ in model.named_parameters() if n not in decay}
             groups = param_groups(model, self.args.learning_rate, self.args.weight_decay, self.lr_by_prefix, no_decay)
             self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate, betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                               eps=self.args.adam_epsilon)
+                                               eps=self.args.adam_epsilon, fused=self.fused_adamw or None)
         return self.optimizer
 
 def use_bf16(cfg: Config) -> bool:
@@ -69,6 +71,20 @@ def training_args(cfg: Config, out_dir: str | Path, **overrides) -> TrainingArgu
     )
     return TrainingArguments(**{**kw, **overrides})
 
+# %% ../nbs/04_train.ipynb #40f27ae1
+OUTPUT_VOCABS = ("full", "data")
+
+def apply_train_settings(model: torch.nn.Module, cfg: Config, replies, # training replies' token ids (for output_vocab: data)
+                         tokenizer) -> dict:
+    "Apply `cfg.train`'s cost settings to `model` before training: dropout, frozen embeddings, output vocabulary, threads."
+    t = cfg.train
+    if t.output_vocab not in OUTPUT_VOCABS: raise ConfigError(f"train.output_vocab must be one of {OUTPUT_VOCABS}, got {t.output_vocab!r}")
+    done = {"threads": set_threads(t.threads)}
+    if not t.dropout: done["dropout_modules_off"] = disable_dropout(model)
+    if t.freeze_embeddings: done["frozen_embedding_params"] = freeze_word_embeddings(model)
+    if t.output_vocab == "data": done["output_vocab"] = restrict_output(model, output_ids(replies, tokenizer), tokenizer.unk_token_id)
+    return done
+
 # %% ../nbs/04_train.ipynb #56262489
 def add_lengths(ds, column: str = "length"):
     "A `length` column (context + reply tokens) for length-grouped batches."
@@ -78,13 +94,15 @@ def add_lengths(ds, column: str = "length"):
 def train_model(model, collator, train_ds, eval_ds, cfg: Config, out_dir: str | Path,
                 lr_by_prefix: dict[str, float] | None = None, # e.g. {"encoder.": 1e-5}
                 resume: bool = True, # continue from the last checkpoint in out_dir if there is one
+                callbacks: list | None = None, # more TrainerCallbacks (e.g. progress lines)
                 **args_overrides) -> ChatTrainer:
     "Train `model` with the Trainer; returns the trainer (its `state.log_history` is the training history)."
     args = training_args(cfg, out_dir, **args_overrides)
-    callbacks = [EarlyStoppingCallback(cfg.train.early_stopping_patience)] if cfg.train.early_stopping_patience else []
+    set_threads(cfg.train.threads)
+    stop = [EarlyStoppingCallback(cfg.train.early_stopping_patience)] if cfg.train.early_stopping_patience else []
     trainer = ChatTrainer(model=model, args=args, data_collator=collator, train_dataset=add_lengths(train_ds),
                           eval_dataset=add_lengths(eval_ds) if eval_ds is not None else None,  # v5 groups eval batches too
-                          callbacks=callbacks, lr_by_prefix=lr_by_prefix)
+                          callbacks=stop + list(callbacks or []), lr_by_prefix=lr_by_prefix, fused_adamw=cfg.train.fused_adamw)
     last = get_last_checkpoint(str(out_dir)) if resume and Path(out_dir).is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     return trainer

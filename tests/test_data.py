@@ -4,9 +4,10 @@ import pytest
 
 from chatbert.backbone import OTHER, SELF
 from chatbert.config import DataConfig
-from chatbert.data import (SPLITS, DataFormatError, cap_conversations, context_ids, encode_history, hash_split,
-                           load_ccc, load_conversations, load_dailydialog, load_examples, load_personachat,
-                           make_conversation, make_examples, read_jsonl_file, split_conversations)
+from chatbert.data import (SPLITS, DataFormatError, cap_conversations, context_ids, data_stats, detokenize,
+                           encode_history, example_keys, hash_split, load_ccc, load_conversations, load_dailydialog,
+                           load_examples, load_personachat, make_conversation, make_examples, read_jsonl_file,
+                           split_conversations)
 
 DD_LINES = [
     "Say , Jim , how about going for a few beers after dinner ? __eou__ You know that is tempting but is really not good for our fitness . __eou__ What do you mean ? __eou__\n",
@@ -150,3 +151,61 @@ def test_examples_are_cached(tok, tmp_path, monkeypatch):
     second = load_examples(cfg, tok)
     assert second["train"]["reply_ids"] == first["train"]["reply_ids"]
     assert all(len(r) <= cfg.max_reply_len for r in first["train"]["reply_ids"])
+
+
+# -- no test example in training --
+
+def _pairs(convs, turns):
+    return {k for c in convs for k in example_keys(c, turns)}
+
+
+def test_no_test_pair_occurs_in_train_or_validation(tmp_path, tok):
+    "DailyDialog-style files where train holds a near-copy of a test conversation and a shared 2-turn window."
+    test = ["Hi , how are you ? __eou__ Fine , thanks . And you ? __eou__ Great ! __eou__\n",
+            "Where is the station ? __eou__ Turn left at the bank . __eou__\n"]
+    train = ["hi, how are you? __eou__ fine, thanks. and you? __eou__ Not bad . __eou__\n",        # shares 1 window
+             "Good morning . __eou__ Where is the station ? __eou__ Turn left at the bank . __eou__\n",  # reply + window
+             "Good morning . __eou__ Morning ! __eou__\n"] + [f"filler {i} __eou__ reply {i} __eou__\n" for i in range(40)]
+    root = dd_dir(tmp_path, train, "train")
+    dd_dir(tmp_path, test, "validation")                                   # the official validation file becomes test
+    cfg = DataConfig(source="dailydialog", path=str(root), context_turns=1, val_percent=10, max_context_len=64)
+    splits = load_conversations(cfg)
+    kept = [c.turns for c in splits["train"] + splits["validation"]]
+    assert ["Good morning .", "Morning !"] in kept and len(kept) == 41      # the near-copy and the shared window go
+    assert not _pairs(splits["train"] + splits["validation"], 1) & _pairs(splits["test"], 1)
+    assert splits.dropped["train"]["test_overlap"] + splits.dropped["validation"]["test_overlap"] == 2
+    ex = load_examples(cfg, tok, cache=False)
+    rows = data_stats(splits, ex, cfg)                                     # what results/data records
+    assert sum(r["dropped_test_overlap"] for r in rows) == 2 and all("dropped_duplicates" in r for r in rows)
+    key = lambda e: (tuple(t.lower().replace(" ", "") for t in e["context"]), e["reply"].lower().replace(" ", ""))
+    assert not {key(e) for e in ex["test"]} & {key(e) for s in ("train", "validation") for e in ex[s]}
+
+
+def test_ccc_test_pairs_never_occur_in_train():
+    cfg = DataConfig(source="ccc")
+    splits = load_conversations(cfg)
+    assert not _pairs(splits["train"] + splits["validation"], cfg.context_turns) & _pairs(splits["test"], cfg.context_turns)
+
+
+def test_a_long_turn_being_answered_keeps_its_mark_and_its_end(tok):
+    other = tok.convert_tokens_to_ids(OTHER)
+    long_last = " ".join(f"w{i}" for i in range(60)) + " so what do you think?"
+    conv = make_conversation("t", ["an older turn", long_last, "an answer"])
+    ctx = make_examples([conv], tok, DataConfig(context_turns=4, max_context_len=20))["context_ids"][1]
+    end = tok("what do you think?", add_special_tokens=False)["input_ids"]
+    assert len(ctx) == 20 and ctx[0] == other and ctx[-len(end):] == end            # the mark, then the turn's end
+    assert tok.convert_tokens_to_ids(SELF) not in ctx                              # the older turn made room for it
+    two = context_ids([[5] * 10, [6] * 3], [True, False], tok, 8)
+    assert two == [tok.convert_tokens_to_ids(SELF), 5, 5, 5, other, 6, 6, 6]     # a cut older turn keeps its mark
+
+
+def test_detokenize_returns_readable_text_that_tokenizes_back_to_the_same_ids(tok):
+    cases = {"I'm going to see the time.": "i'm going to see the time.",
+             "It's a well-known place, open 24/7!": "it's a well-known place, open 24/7!",
+             'He said "no" (twice), then left at 10:30...': 'he said "no" (twice), then left at 10:30...',
+             "I don't know, it costs $3.50 o'clock": "i don't know, it costs $3.50 o'clock"}
+    for text, want in cases.items():
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert detokenize(tok, ids) == want
+        assert tok(detokenize(tok, ids), add_special_tokens=False)["input_ids"] == ids
+    assert detokenize(tok, [tok.cls_token_id, *tok("ok !", add_special_tokens=False)["input_ids"], tok.sep_token_id]) == "ok!"

@@ -1,5 +1,9 @@
+import numpy as np
 import pytest
+from rouge_score import rouge_scorer, scoring
 
+from chatbert.config import load_config
+from chatbert.data import detokenize, load_examples
 from chatbert.evaluate import (BertScore, bleu, distinct, diversity, generation_metrics, mean_and_spread, normalize,
                                rouge)
 
@@ -58,3 +62,76 @@ def test_metrics_refuse_mismatched_inputs():
 def test_mean_and_spread_over_seeds():
     agg = mean_and_spread([{"bleu4": 1.0, "sig": "x"}, {"bleu4": 3.0, "sig": "x"}])
     assert agg["bleu4"] == 2.0 and agg["bleu4_std"] == pytest.approx(1.4142, abs=1e-3) and agg["seeds"] == 2
+    assert agg["sig"] == "x"
+
+
+# -- one normalisation for generated and human text --
+
+REPLIES = ["I'm going to see the time.", "It's a well-known shop, open 24/7!", "Don\u2019t worry , it ' s *really* fine .",
+           "E-mail me at 10:30, ok?", "I'm sorry. I'm a great cook -- honestly!", "\u201cNo,\u201d she said (twice)."]
+
+
+def test_a_reply_equal_to_its_reference_scores_100_from_the_tokenizer_or_raw_text(tok):
+    generated = [detokenize(tok, tok(r, add_special_tokens=False)["input_ids"]) for r in REPLIES]   # a perfect generator
+    for hyps in (generated, REPLIES):                                                               # and RA's human text
+        m = generation_metrics(hyps, REPLIES, sample_size=10)
+        assert m["bleu4"] == pytest.approx(100, abs=1e-9) and m["bleu2"] == pytest.approx(100, abs=1e-9)
+        assert m["rougeL"] == 100 and m["rouge1"] == 100
+        assert (m["distinct1"], m["distinct2"], m["len_mean"]) == (m["ref_distinct1"], m["ref_distinct2"], m["ref_len_mean"])
+    assert [normalize(g) for g in generated] == [normalize(r) for r in REPLIES]
+    assert "well-known" in normalize(REPLIES[1]).split() and "24/7" in normalize(REPLIES[1]).split()
+
+
+def test_generated_text_is_readable():
+    from chatbert.evaluate import metric_tokenizer
+    tok = metric_tokenizer()
+    assert detokenize(tok, tok("I'm going to see the time.", add_special_tokens=False)["input_ids"]) == "i'm going to see the time."
+
+
+# -- smaller defects --
+
+def test_rouge_reports_the_mean_not_the_bootstrap_median():
+    hyps = ["the cat sat on the mat", "a dog", "hello there my friend", "no", "yes it is"]
+    refs = ["the cat sat on the mat", "a big dog barked", "hello friend", "maybe", "it is yes indeed"]
+    r = rouge(hyps, refs, n_samples=7, seed=3)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    per = [scorer.score(normalize(b), normalize(a)) for a, b in zip(hyps, refs)]
+    for k in ("rouge1", "rouge2", "rougeL"):
+        assert r[k] == pytest.approx(100 * np.mean([p[k].fmeasure for p in per]), abs=1e-9)
+    agg = scoring.BootstrapAggregator(n_samples=7)
+    for p in per: agg.add_scores(p)
+    np.random.seed(3)
+    assert abs(100 * agg.aggregate()["rouge1"].mid.fmeasure - r["rouge1"]) > 0.1     # what was reported before
+
+
+def test_bleu_signatures_name_their_order():
+    b = bleu(["a b c d"], ["a b c d"])
+    assert b["bleu4_signature"] != b["bleu2_signature"]
+    assert b["bleu4_signature"].endswith("|order:4") and b["bleu2_signature"].endswith("|order:2")
+
+
+def test_sampled_decoding_keeps_signatures_settings_and_variant_statistics(tok):
+    "evaluate_chat over sampling seeds: the mean and spread, and every non-numeric setting, as with greedy decoding."
+    from chatbert.experiment import evaluate_chat
+    cfg = load_config("smoke")
+    dd = load_examples(cfg.data, tok)
+
+    class Echo:
+        "A chat that answers with a seed-dependent piece of the reference and reports a statistic."
+        def generate(self, histories, seed=0, **decoding):
+            self.last_stats = {"remask_per_reply": float(seed)}
+            return [" ".join(h[-1].split()[: 2 + seed]) for h in histories]
+
+    greedy, _ = evaluate_chat(Echo(), cfg, dd)
+    sampled, _ = evaluate_chat(Echo(), cfg, dd, do_sample=True)
+    assert sampled["bleu4_signature"] == greedy["bleu4_signature"] and sampled["bleu2_signature"] != greedy["bleu4_signature"]
+    assert sampled["seeds"] == len(cfg.eval.sample_seeds) and sampled["remask_per_reply"] == pytest.approx(1.0)
+    assert sampled["bleu4_std"] >= 0 and "remask_per_reply_std" in sampled
+    with pytest.raises(ValueError, match="differ"):
+        mean_and_spread([{"bleu4": 1.0, "bertscore_settings": "L6"}, {"bleu4": 2.0, "bertscore_settings": "L4"}])
+
+
+def test_bertscore_settings_survive_sampled_decoding(bertscore):
+    runs = [generation_metrics(["i like tea"], ["i like tea"], bertscore, sample_size=1)] * 2
+    agg = mean_and_spread(runs)
+    assert agg["bertscore_settings"] == runs[0]["bertscore_settings"] and agg["bertscore_f1"] == runs[0]["bertscore_f1"]

@@ -1,6 +1,7 @@
 "The papermill notebooks and the run folder they write."
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +40,12 @@ def test_history_csv_keeps_every_logged_key():
 
 
 @pytest.mark.parametrize("variant", ["ed", "imr"])
-def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, variant):
+def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, monkeypatch, variant):
+    monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))   # checkpoints too stay out of the repository
     out_nb, run = tmp_path / "train.ipynb", tmp_path / "run"
     res = subprocess.run([str(BIN / "papermill"), str(REPO / "nbs" / "train.ipynb"), str(out_nb), "-p", "config", "smoke",
                           "-p", "overrides", f"model.variant={variant}", "-p", "out_dir", str(run), "--cwd", str(REPO / "nbs")],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900, env=os.environ.copy())
     assert res.returncode == 0, res.stderr[-3000:]
     assert {p.name for p in run.iterdir()} >= {"metrics.json", "samples.jsonl", "config.yaml", "env.json", "history.csv"}
     metrics = json.loads((run / "metrics.json").read_text())
@@ -57,6 +59,9 @@ def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, varian
     assert params["config"] == "smoke" and params["overrides"] == f"model.variant={variant}"
     env = json.loads((run / "env.json").read_text())
     assert env["git"]["commit"] is None or len(env["git"]["commit"]) == 40
+    assert {"wall_seconds", "train_seconds", "loadavg_start", "loadavg_end", "torch_threads"} <= set(env)
+    assert metrics["examples_seen"] == 5 * 8 and Path(env["model_dir"]).name == "final"
+    assert "step 5/5 | validation loss" in out_nb.read_text()           # the progress lines, kept by the notebook
     chat = load_chat(run)  # the run folder leads back to its model
     assert len(chat.generate([["hello there", "hi! how are you?"]], max_new_tokens=5)) == 1
 
@@ -87,3 +92,33 @@ def test_papermill_help_explains_every_parameter(nb):
     names = [line.split(":")[0] for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
     params = PythonTranslator.inspect(cell)
     assert [p.name for p in params] == names and all(p.help for p in params), (names, params)
+
+
+def _tree(folder: Path) -> dict:
+    "Every file under `folder` with its bytes."
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_override_run_leaves_the_base_run_and_its_checkpoints_untouched(tmp_path, monkeypatch):
+    "Acceptance (issue 15): the README's `chatbert train quick_imr train.lr=1e-4`, at smoke scale."
+    from chatbert.run import run
+    from chatbert.runs import RunError
+    monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
+    quick = ["eval.bertscore=false", "train.max_steps=2", "train.eval_steps=2", "train.max_eval_examples=4", "decode.max_new_tokens=4"]
+    run("imr_smoke", quick, name="base")
+    base, ckpt = tmp_path / "results" / "runs" / "base", tmp_path / "cache" / "checkpoints" / "base"
+    before = _tree(base) | {f"ckpt/{k}": v for k, v in _tree(ckpt).items()}
+    assert any(k.startswith("ckpt/final/") for k in before)
+    run("imr_smoke", quick + ["train.lr=0.01"], name="base-lr")          # another config: its own folders
+    with pytest.raises(RunError, match="another config"):                # ... never the base's, even under its name
+        run("imr_smoke", quick + ["train.lr=0.01"], name="base", force=False, out=tmp_path / "elsewhere")
+    assert _tree(base) | {f"ckpt/{k}": v for k, v in _tree(ckpt).items()} == before
+    assert load_chat(base).cfg.train.lr == load_config("imr_smoke").train.lr   # the base run still loads its own model
+
+
+def test_experiment_does_not_import_the_command_line():
+    "The circle experiment -> cli.run_notebook -> experiment is broken: notebooks run from chatbert.runs."
+    res = subprocess.run([sys.executable, "-c", "import sys, chatbert.experiment, chatbert.run; print('chatbert.cli' in sys.modules)"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]

@@ -4,10 +4,13 @@ import math
 import pytest
 import torch
 
+from dataclasses import asdict
+
 from chatbert.config import load_config
-from chatbert.data import load_examples
+from chatbert.data import detokenize, load_examples
+from chatbert.experiment import ABLATIONS, RESCORABLE, config_diff
 from chatbert.imr import IMRChat, IMRCollator, build_inputs, canvas_len, make_canvas
-from chatbert.imr_decode import SCHEDULES, refine
+from chatbert.imr_decode import SCHEDULES, Refined, commit_and_remask, length_pmf, refine
 
 MASK = 0
 
@@ -108,15 +111,27 @@ def test_remasking_a_planted_low_confidence_token():
     assert r.canvas[0, 3] == 9 and not any(e["remasked"].any() for e in r.trace)
 
 
-def test_temperature_annealing_changes_confidences():
+def test_confidences_are_measured_at_one_temperature_while_annealing_changes_sampling():
     C = 4
     p = torch.full((C,), 0.5)
-    runs = [refine(peaked(p), torch.full((1, C), MASK), torch.zeros(1, C, dtype=torch.bool), MASK, steps=2,
-                   schedule="linear", temperature=t0, temperature_end=t1, remask=False, trace=True) for t0, t1 in
-            ((1.0, None), (2.0, 0.5))]
-    assert [e["temperature"] for e in runs[1].trace] == [2.0, 0.5]
-    c_plain, c_anneal = runs[0].trace[0]["proposal_conf"][0, 0], runs[1].trace[0]["proposal_conf"][0, 0]
-    assert abs(c_plain - 0.5) < 1e-5 and c_anneal < 0.2                                 # hot: flatter, less sure
+    runs = {t: refine(peaked(p), torch.full((1, C), MASK), torch.zeros(1, C, dtype=torch.bool), MASK, steps=2,
+                      schedule="linear", temperature=t0, temperature_end=t1, do_sample=True, remask=False, trace=True)
+            for t, (t0, t1) in {"plain": (1.0, None), "annealed": (1.0, 0.1), "hot": (2.0, None)}.items()}
+    assert [e["temperature"] for e in runs["annealed"].trace] == pytest.approx([1.0, 0.1])  # sampled at 0.1 at the end
+    last = runs["annealed"].trace[-1]["proposal_conf"][0]
+    assert torch.allclose(last[last > 0], torch.tensor(0.5))                              # but measured at 1.0
+    assert runs["hot"].trace[0]["proposal_conf"][0, 0] < 0.2                              # the temperature itself counts
+
+
+def test_mask_predict_rule_revises_past_a_hard_slot():
+    "The rule that required a committed token to be weaker than every candidate never fired past one hard slot."
+    score = torch.tensor([[0.0, 0.0, 0.6, 0.4, 0.001]])
+    ok = torch.tensor([[False, False, True, True, True]])
+    old = torch.tensor([[0.9, 0.05, 0.0, 0.0, 0.0]])
+    commit, re = commit_and_remask(score, ok, torch.tensor([1]), old, ~ok, budget=2)
+    assert re[0].nonzero().flatten().tolist() == [1] and commit[0].nonzero().flatten().tolist() == [2, 3]
+    assert int(commit.sum()) - int(re.sum()) == 1                                         # still the schedule's one
+    assert not commit_and_remask(score, ok, torch.tensor([1]), old, ~ok, budget=0)[1].any()
 
 
 # -- a tiny model that overfits 8 replies --
@@ -267,3 +282,128 @@ def test_bad_inputs_fail_clearly(tmp_path, tok):
         IMRChat.load(tmp_path / "c")
     long_history = [["word " * 500]]                                                    # left-truncated, no crash
     assert isinstance(chat.generate(long_history, steps=2)[0], str)
+
+
+def test_generate_returns_detokenized_text(overfit, tok):
+    chat, feats, _ = overfit
+    hist = [list(feats[0]["context"]), list(feats[1]["context"])]
+    out = chat.decode_ids(chat._contexts(hist))
+    assert chat.generate(hist) == [detokenize(tok, t) for t in out.tokens]
+
+
+# -- decoding options on the tiny model, with a planted dependence on the canvas --
+
+@pytest.fixture(scope="module")
+def planted(tok):
+    """The tiny backbone (imr_smoke, canvas 25), with a planted dependence on the canvas that it cannot learn in
+    seconds (trained for minutes it still predicts position marginals): each token's random successor gets a bonus after
+    it, the end token is likely from position 12 on and before another end token, and logits sharpen as the canvas
+    fills, so that, as in a trained model, confidence grows with what is known. Every decoding option acts on it."""
+    torch.manual_seed(0)
+    chat = IMRChat.from_config(load_config("imr_smoke"), tok)
+    chat.model.eval()
+    orig, C, V, E = chat.model.canvas_logits, chat.canvas_len, chat.model.config.vocab_size, chat.end_id
+    succ = torch.randperm(V, generator=torch.Generator().manual_seed(0))
+    def canvas_logits(input_ids, attention_mask, token_type_ids, kv=None):
+        logits = orig(input_ids, attention_mask, token_type_ids, kv)                       # (b, C, V)
+        canvas = input_ids[:, -C - 1:-1]; known = canvas != chat.mask_id                   # (b, C)
+        bonus = torch.zeros_like(logits)
+        bonus[:, 1:].scatter_(2, succ[canvas[:, :-1]][..., None], 3.0)
+        bonus[:, 1:] *= known[:, :-1, None]
+        bonus[:, 12:, E] += 3.0
+        bonus[:, :-1, E] += 3.0 * (canvas[:, 1:] == E)
+        return (logits + bonus) * (1 + 4 * known.float().mean(1))[:, None, None]
+    chat.model.canvas_logits = canvas_logits
+    ex = load_examples(chat.cfg.data, tok)
+    return chat, [list(c) for c in ex["test"].select(range(8))["context"]]
+
+
+def _tokens(chat, hist, **kw):
+    return chat.decode_ids(chat._contexts(hist), **kw).tokens
+
+
+def test_remasking_fires_is_counted_and_changes_the_replies(planted):
+    chat, hist = planted
+    on, off = chat.decode_ids(chat._contexts(hist)), chat.decode_ids(chat._contexts(hist), remask=False)
+    assert (on.remasked > 0).all() and (off.remasked == 0).all() and on.tokens != off.tokens
+    chat.generate(hist)
+    assert chat.last_stats["remask_per_reply"] == pytest.approx(float(on.remasked.float().mean()))
+    chat.generate(hist, remask=False)
+    assert chat.last_stats == {"remask_per_reply": 0.0}
+    few = chat.decode_ids(chat._contexts(hist), remask_budget=1)
+    assert (few.remasked <= chat.cfg.decode.steps - 1).all() and few.remasked.sum() < on.remasked.sum()   # one a step
+
+
+@pytest.mark.parametrize("option", [{"block_len": 4}, {"order": "margin"}, {"order": "entropy"}, {"canvas_penalty": 2.0}])
+def test_each_decoding_option_changes_the_replies(planted, option):
+    chat, hist = planted
+    assert _tokens(chat, hist, **option) != _tokens(chat, hist)
+
+
+def test_decoding_options_change_nothing_where_they_should_not(planted):
+    chat, hist = planted
+    base = _tokens(chat, hist)
+    assert _tokens(chat, hist, block_len=chat.canvas_len) == base                     # one block: no blocks
+    assert _tokens(chat, hist, defer_end=True) == base                                # the length is fixed first
+    assert _tokens(chat, hist, temperature_end=0.2) == base                           # greedy: annealing only samples
+
+
+def test_end_token_deferral_keeps_free_replies_from_collapsing(planted):
+    chat, hist = planted
+    eager = chat.decode_ids(chat._contexts(hist), length="free")
+    deferred = chat.decode_ids(chat._contexts(hist), length="free", defer_end=True)
+    assert eager.tokens != deferred.tokens
+    assert deferred.lengths.sum() > eager.lengths.sum()                                # ends wait for the content
+
+
+def test_length_beam_scores_the_end_by_the_length_prior(tok):
+    "Two candidate lengths with equally confident tokens: the length's prior (the end's probability) decides."
+    chat = IMRChat.from_config(small_cfg(), tok)
+    C, E = chat.canvas_len, chat.end_id
+    canvas = torch.full((2, C), E); canvas[0, :2] = 7; canvas[1, :3] = 8                # lengths 2 and 3, one context
+    fixed = canvas == E
+    res = Refined(canvas, torch.where(fixed, 1.0, 0.5), torch.ones(2, dtype=torch.long), 1, torch.zeros(2, dtype=torch.long))
+    for prior, want in (([0.7, 0.3], 2), ([0.3, 0.7], 3)):
+        out = chat._best(res, fixed, 1, 0, False, torch.tensor(prior).log())
+        assert out.lengths.tolist() == [want]
+        n = want
+        assert out.score.item() == pytest.approx((n * math.log(0.5) + math.log(max(prior))) / (n + 1))
+
+
+def test_length_beam_uses_the_length_distribution_it_drew_from(planted):
+    chat, hist = planted
+    ctx = chat._contexts(hist)
+    out = chat.decode_ids(ctx, length="beam", length_beam=3)
+    inputs = build_inputs(ctx, torch.full((len(ctx), chat.canvas_len), chat.mask_id), chat.tokenizer, chat.max_context)
+    hi = min(chat.cfg.decode.max_new_tokens, chat.canvas_len - 1)
+    pmf = length_pmf(chat.length_probs(inputs).cumsum(1), chat.cfg.decode.min_new_tokens, hi)      # the length head
+    for i, n in enumerate(out.lengths.tolist()):
+        logp = out.confidence[i, :n].clamp_min(1e-12).log().sum() + pmf[i, n].log()
+        assert out.score[i].item() == pytest.approx((logp / (n + 1)).item(), rel=1e-4)
+
+
+# -- every IMR ablation changes what it names --
+
+IMR_ABLATIONS = [(base, name) for base, names in ABLATIONS.values() if load_config(base).model.variant == "imr"
+                 for name in names]
+
+
+@pytest.mark.parametrize("base,name", IMR_ABLATIONS, ids=[n for _, n in IMR_ABLATIONS])
+def test_each_imr_ablation_changes_the_decoders_output_or_the_training_loss(base, name, planted, tok, examples):
+    """A decoding ablation decodes the same test contexts differently from its base's decoding settings (on the planted
+    tiny model); a training ablation changes the training loss of the tiny backbone on the same batch and masks."""
+    chat, hist = planted
+    changed = config_diff(name, base)
+    trains = {k: v for k, v in changed.items() if k.split(".")[0] not in RESCORABLE}
+    dec_base, dec_abl = asdict(load_config(base).decode), asdict(load_config(name).decode)
+    assert trains or dec_base != dec_abl, f"{name} changes nothing: {changed}"
+    if dec_base != dec_abl:
+        assert _tokens(chat, hist, **dec_abl) != _tokens(chat, hist, **dec_base), changed
+    if trains:
+        feats = [examples["train"][i] for i in range(16)]
+        losses = []
+        for over in ({}, trains):
+            chat_t = IMRChat.from_config(small_cfg(**over), tok)
+            torch.manual_seed(1)
+            with torch.no_grad(): losses.append(chat_t.model.eval()(**chat_t.collator()(feats)).loss.item())
+        assert abs(losses[0] - losses[1]) > 1e-4, (changed, losses)
