@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
 
-.PHONY: help install test test-slow export clean-nbs check-sync lock data-stats quickstart bench
+.PHONY: bench-train readme help install test test-slow export clean-nbs check-sync lock data-stats quickstart bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ quickstart: $(STAMP)  ## offline CPU demo: train + evaluate quick_imr and quick_
 
 bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
+
+bench-train: $(STAMP)  ## training cost of IMR/ED/baseline, before and after the cost settings -> results/bench/train_<device>.json (needs DailyDialog: $(DD))
+	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --train
+
+readme: $(STAMP)  ## redraw the README's results table and pictures from results/ (results/readme/)
+	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.report import write_readme_assets; write_readme_assets()"
 
 # The web demo (chatbert serve, nbs/12_serve.ipynb) over trained runs; a run whose model is not on this machine is
 # trained first, as in quickstart (quick_imr and quick_ed: about 7 minutes on a 2-core CPU). The browser test and the

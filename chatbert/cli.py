@@ -131,6 +131,11 @@ def _demo(args):
 
 # %% ../nbs/10_cli.ipynb #59e1db6a
 def _bench(args):
+    if args.train:
+        from chatbert.bench import write_train_bench
+        res = write_train_bench(repeats=args.repeats)
+        for r in res["rows"]: print(f"{r['system']:9s} {r['setting']:7s} {r['examples_per_s']:6.1f} examples/s  x{r.get('speedup', 1):.2f}")
+        return
     from chatbert.bench import write_bench
     for r in write_bench(args.config, args.repeats): print(json.dumps(r))
 
@@ -188,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("bench", _bench, "decoding latency of IMR (4/8/16 steps) and ED greedy at batch 1 and 32 -> results/bench/")
     s.add_argument("--config", default="quick", help="config whose backbone and data are used")
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
+    s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
     s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
     s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")

@@ -21,25 +21,28 @@ from .evaluate import normalize
 
 # %% auto #0
 __all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TRACE_EXAMPLE', 'RUN', 'META', 'MAIN_COLUMNS',
-           'RANK_COLUMNS', 'ABLATION_COLUMNS', 'WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'latex_escape', 'safe_key',
-           'fmt_num', 'decimals_for', 'fmt_metric', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns',
-           'summarise_runs', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label', 'suite_rows', 'table_main',
-           'table_likelihood', 'table_ranking', 'load_ablations', 'table_ablation', 'load_data_stats', 'table_data',
-           'load_bench', 'table_bench', 'style', 'placeholder_figure', 'save_pdf', 'load_imr', 'pick_imr',
-           'fig_imr_trace', 'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas',
-           'fig_ablations', 'fig_quality_latency', 'run_numbers', 'data_numbers', 'bench_numbers', 'imr_numbers',
-           'ablation_numbers', 'numbers_tex', 'report_figures', 'write_report']
+           'RANK_COLUMNS', 'ABLATION_COLUMNS', 'WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'README_COLUMNS', 'latex_escape',
+           'safe_key', 'fmt_num', 'decimals_for', 'fmt_metric', 'suite_of', 'variant_of', 'collect_runs',
+           'metric_columns', 'summarise_runs', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label',
+           'suite_rows', 'table_main', 'table_likelihood', 'table_ranking', 'load_ablations', 'table_ablation',
+           'load_data_stats', 'table_data', 'load_bench', 'table_bench', 'load_train_bench', 'table_train_bench',
+           'train_bench_numbers', 'style', 'placeholder_figure', 'save_pdf', 'load_imr', 'pick_imr', 'fig_imr_trace',
+           'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas', 'fig_ablations',
+           'fig_quality_latency', 'learning_curves', 'fig_learning_curves', 'run_numbers', 'data_numbers',
+           'bench_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex', 'report_figures', 'write_report',
+           'markdown_table', 'replace_block', 'write_readme_assets', 'load_transcripts', 'transcript_markdown']
 
 # %% ../nbs/11_report.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
 SUITES = {  # suite -> configs of its main table, in row order
+    "cpu": [f"{v}_cpu" for v in VARIANTS],
     "quick": [f"quick_{v}" for v in VARIANTS],
     "small": [f"{v}_small" for v in VARIANTS],
     "dd": [f"{v}_dd" for v in VARIANTS],
     "distil": [f"{v}_distil" for v in VARIANTS],
 }
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
-IMR_RUNS = ("imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
+IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
 TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
 RUN = {  # the command that makes each kind of result
@@ -47,6 +50,7 @@ RUN = {  # the command that makes each kind of result
     "ablations": "papermill nbs/ablations.ipynb out.ipynb -p suite {suite}",
     "imr": "papermill nbs/analyze_imr.ipynb out.ipynb -p run_dir results/runs/<imr run>",
     "bench": "chatbert bench",
+    "train_bench": "chatbert bench --train",
     "data": "make data-stats",
 }
 
@@ -370,7 +374,7 @@ def table_data(stats: pd.DataFrame | None) -> str:
 def load_bench(results_dir="results") -> pd.DataFrame:
     "Every row of results/bench/decode_<device>.json, with its device."
     rows = [{"device": p.stem.removeprefix("decode_"), **r}
-            for p in sorted((_resolve(results_dir)/"bench").glob("*.json")) for r in json.loads(p.read_text()).get("rows", [])]
+            for p in sorted((_resolve(results_dir)/"bench").glob("decode_*.json")) for r in json.loads(p.read_text()).get("rows", [])]
     return pd.DataFrame(rows, columns=None if rows else ["device", "system", "batch", "steps", "ms_per_reply"])
 
 def table_bench(bench: pd.DataFrame) -> str:
@@ -387,6 +391,32 @@ def table_bench(bench: pd.DataFrame) -> str:
             body.append([latex_escape(dev), latex_escape(r["system"]), str(int(batch)), str(int(r["steps"])),
                          cell(r, "ms_per_reply", 1, flag), lo_hi])
     return tabular(["Device", "System", "Batch", "Steps", r"ms/reply $\downarrow$", "range"], body, "llrrrr")
+
+# %% ../nbs/11_report.ipynb #45a83fe5
+def load_train_bench(results_dir="results") -> pd.DataFrame:
+    "Every row of results/bench/train_<device>.json, with its device and the run's load average."
+    rows = []
+    for p in sorted((_resolve(results_dir)/"bench").glob("train_*.json")):
+        d = json.loads(p.read_text())
+        rows += [{"device": p.stem.removeprefix("train_"), "loadavg_start": d.get("loadavg_start", [None])[0], **r} for r in d.get("rows", [])]
+    return pd.DataFrame(rows, columns=None if rows else ["device", "system", "setting", "examples_per_s"])
+
+def table_train_bench(tb: pd.DataFrame) -> str:
+    "tab_train_bench: examples/s, real tokens/s, padding, GFLOP per example and matmul-peak share, before and after."
+    if tb.empty: return no_results(RUN["train_bench"])
+    body = []
+    for r in tb.sort_values(["device", "system", "setting"], ascending=[True, True, False]).to_dict("records"):
+        body.append([latex_escape(r["device"]), SYSTEMS.get(r["system"], latex_escape(r["system"])), latex_escape(r["setting"]),
+                     fmt_num(r["examples_per_s"], 1), fmt_num(r["tokens_per_s"], 0), fmt_num(100 * r["padding_share"], 1),
+                     fmt_num(r["gflop_per_example"], 2), fmt_num(r.get("peak_share"), 2) if _num(r.get("peak_share")) is not None else "--",
+                     fmt_num(r["speedup"], 2) + r"$\times$" if _num(r.get("speedup")) is not None else ""])
+    return tabular(["Device", "System", "Setting", "ex/s", "tokens/s", r"pad \%", "GFLOP/ex", "peak share", "speed-up"], body, "lllrrrrrr")
+
+def train_bench_numbers(tb: pd.DataFrame) -> dict[str, str]:
+    "`trainbench/<device>/<system>/<setting>/<column>` for the numbers of each row."
+    cols = ("examples_per_s", "tokens_per_s", "padding_share", "gflop_per_example", "peak_share", "speedup", "loadavg_start")
+    return {f"trainbench/{r['device']}/{r['system']}/{r['setting']}/{c}": fmt_num(r[c], 2) for r in tb.to_dict("records")
+            for c in cols if _num(r.get(c)) is not None}
 
 # %% ../nbs/11_report.ipynb #6dde939f
 WIDTH, WIDE = 3.4, 7.0   # inches: one column, both columns
@@ -625,6 +655,33 @@ def fig_quality_latency(summary: pd.DataFrame) -> Figure:
         fig.tight_layout()
     return fig
 
+# %% ../nbs/11_report.ipynb #693cc1b5
+def learning_curves(results_dir="results") -> pd.DataFrame:
+    "Validation loss against training examples seen, from every run's history.csv: run, variant, examples, val_loss."
+    rows = []
+    for h in sorted((_resolve(results_dir)/"runs").glob("*/history.csv")):
+        cfg_p = h.parent/"config.yaml"
+        if not cfg_p.is_file(): continue
+        cfg = yaml.safe_load(cfg_p.read_text())
+        per_step = cfg["train"]["batch_size"] * cfg["train"].get("grad_accum", 1)
+        hist = pd.read_csv(h)
+        if "eval_loss" not in hist: continue
+        for r in hist.dropna(subset=["eval_loss"]).to_dict("records"):
+            rows.append({"run": h.parent.name, "variant": cfg["model"]["variant"], "examples": int(r["step"]) * per_step,
+                         "val_loss": float(r["eval_loss"])})
+    return pd.DataFrame(rows, columns=["run", "variant", "examples", "val_loss"])
+
+def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu") -> Figure:
+    "Validation loss against examples seen for the runs whose name ends in `suffix` (one line per run)."
+    c = curves[curves["run"].str.endswith(suffix)] if len(curves) else curves
+    if c.empty: return placeholder_figure(f"No learning curves yet: {RUN['runs'].format(configs='imr_cpu ed_cpu baseline_cpu')}")
+    fig = Figure(figsize=(WIDTH, 2.4)); ax = fig.subplots()
+    for run, g in c.groupby("run"):
+        ax.plot(g["examples"] / 1000, g["val_loss"], marker="o", ms=2.5, label=run, color=PALETTE.get(SYSTEMS.get(g["variant"].iloc[0])))
+    ax.set(xlabel="training examples seen (thousands)", ylabel="validation loss (nats/token)")
+    ax.legend(fontsize=7, frameon=False)
+    return fig
+
 # %% ../nbs/11_report.ipynb #aff222fb
 def run_numbers(runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, str]:
     "`<run>/<metric>` for every metric (numbers, and strings such as signatures) of every run and seed mean, commit, device, counts."
@@ -675,7 +732,7 @@ def numbers_tex(numbers: dict[str, str]) -> str:
     return head + "".join(rf"\cbset{{{safe_key(k)}}}{{{v}}}" + "\n" for k, v in sorted(numbers.items()))
 
 # %% ../nbs/11_report.ipynb #bbb48c52
-def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, imr: dict) -> dict[str, tuple[Figure, str]]:
+def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, imr: dict, results_dir="results") -> dict[str, tuple[Figure, str]]:
     "Every figure of the paper with a line on where its data came from: {name: (figure, source)}."
     none, figs = "no results yet", {}
     t, s = pick_imr(imr, "trace"), pick_imr(imr, "sweep")
@@ -691,6 +748,9 @@ def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, i
     deltas = ablation_deltas(ablations)
     figs["ablations"] = (fig_ablations(deltas), none if deltas.empty else
                          "nbs/ablations.ipynb: " + ", ".join(f"results/ablations/{a}.json" for a in deltas["suite"].unique()))
+    curves = learning_curves(results_dir)
+    figs["learning_curves"] = (fig_learning_curves(curves), "history.csv of the *_cpu runs in results/runs" if
+                               curves["run"].str.endswith("_cpu").any() else none)
     fq = fig_quality_latency(summary)
     n = int(summary["suite"].notna().sum()) if len(summary) else 0
     figs["quality_latency"] = (fq, f"nbs/train.ipynb, nbs/evaluate.ipynb: metrics.json of {n} runs in results/runs" if n else none)
@@ -709,11 +769,77 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
                    f"tab_ranking_{s}": table_ranking(summary, s)}
     from chatbert.experiment import ABLATIONS   # the ablation suites nbs/ablations.ipynb knows: each gets its table
     for s in sorted(set(ABLATIONS) | set(ablations)): tables[f"tab_ablation_{s}"] = table_ablation(ablations.get(s), s)
-    tables |= {"tab_data": table_data(stats), "tab_bench": table_bench(bench)}
+    tb = load_train_bench(results)
+    tables |= {"tab_data": table_data(stats), "tab_bench": table_bench(bench), "tab_train_bench": table_train_bench(tb)}
     written = [write_text_atomic(text, out/f"{name}.tex") for name, text in tables.items()]
-    figs = report_figures(runs, summary, ablations, imr)
+    figs = report_figures(runs, summary, ablations, imr, results)
     written += [save_pdf(fig, out/f"fig_{name}.pdf") for name, (fig, _) in figs.items()]
-    numbers = {**run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **imr_numbers(imr),
+    numbers = {**run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
                **ablation_numbers(ablations), **{f"fig/{k}/source": latex_escape(src) for k, (_, src) in figs.items()}}
     written.append(write_text_atomic(numbers_tex(numbers), out/"numbers.tex"))
     return written
+
+# %% ../nbs/11_report.ipynb #7ef97805
+README_COLUMNS = [("rougeL", "ROUGE-L", 1), ("bertscore_f1", "BERTScore", 1), ("distinct2", "Dist-2", 3),
+                  ("unique_rate", "unique", 2), ("repetition_rate", "rep.", 2), ("len_mean", "words", 1),
+                  ("examples_seen", "examples seen", 0), ("train_seconds", "train min", 0)]
+
+def markdown_table(summary: pd.DataFrame, suite: str = "cpu") -> str:
+    "The main table of `suite` as Markdown (README): one row per system that has a run, then the references."
+    present = [(c, r) for c, r in suite_rows(summary, suite) if r is not None]
+    if not present: return f"No results yet: `{_run_command(suite)}`"
+    val = lambda r, m, d: "" if _num(r.get(m)) is None else fmt_num(r[m] / 60 if m == "train_seconds" else r[m], d)
+    lines = ["| system | " + " | ".join(h for _, h, _ in README_COLUMNS) + " |", "|---" * (len(README_COLUMNS) + 1) + "|"]
+    lines += [f"| {system_label(c, r)} (`{c}`) | " + " | ".join(val(r, m, d) for m, _, d in README_COLUMNS) + " |" for c, r in present]
+    ref = present[0][1]
+    refs = {"distinct2": "ref_distinct2", "len_mean": "ref_len_mean"}
+    lines.append("| human replies | " + " | ".join(val(ref, refs[m], d) if m in refs else "" for m, _, d in README_COLUMNS) + " |")
+    return "\n".join(lines)
+
+def replace_block(text: str, name: str, body: str) -> str:
+    "`text` with the lines between `<!-- name -->` and `<!-- /name -->` replaced by `body` (the markers must exist)."
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in text or end not in text: raise ValueError(f"no {start} ... {end} block")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body.strip("\n") + "\n" + end + rest.split(end, 1)[1]
+
+def write_readme_assets(results_dir="results", out_dir="results/readme", readme: str | None = "README.md") -> list[Path]:
+    "The README's results table (Markdown) and its PNGs (IMR trace, learning curves), drawn from results/."
+    results, out = _resolve(results_dir), _resolve(out_dir)
+    summary = summarise_runs(collect_runs(results))
+    table = markdown_table(summary, "cpu")
+    written = [write_text_atomic(table + "\n", out/"table_cpu.md")]
+    imr = load_imr(results)
+    t = "imr_cpu" if "imr_cpu" in imr and imr["imr_cpu"]["trace"] else pick_imr(imr, "trace")
+    figs = {"imr_trace": fig_imr_trace(imr[t]["trace"] if t else None), "learning_curves": fig_learning_curves(learning_curves(results))}
+    for name, fig in figs.items():
+        out.mkdir(parents=True, exist_ok=True)
+        with rc_context({"font.size": 8}): fig.savefig(out/f"{name}.png", dpi=130, bbox_inches="tight", metadata={"Software": None})
+        written.append(out/f"{name}.png")
+    talk = transcript_markdown(load_transcripts(results, "cpu"))
+    written.append(write_text_atomic(talk + "\n", out/"transcript_cpu.md"))
+    if readme:
+        p = _resolve(readme)
+        text = replace_block(p.read_text(encoding="utf-8"), "results:cpu", table)
+        p.write_text(replace_block(text, "transcript:cpu", talk), encoding="utf-8")
+    return written
+
+# %% ../nbs/11_report.ipynb #fb0c1a82
+def load_transcripts(results_dir="results", suite: str = "cpu") -> list[dict]:
+    "The rows of results/transcripts/<suite>.jsonl (empty before `write_transcripts`)."
+    p = _resolve(results_dir)/"transcripts"/f"{suite}.jsonl"
+    return [json.loads(l) for l in p.read_text(encoding="utf-8").splitlines() if l.strip()] if p.is_file() else []
+
+def transcript_markdown(rows: list[dict], n_prompts: int = 4, n_test: int = 3) -> str:
+    "The first prompts and test contexts of a transcript file, every system's reply under each, as Markdown."
+    if not rows: return "No transcripts yet: `chatbert.transcripts.write_transcripts([...runs])`"
+    convs: dict[tuple, list] = {}
+    for r in rows: convs.setdefault((r["source"], tuple(r["history"]), r.get("reference")), []).append(r)
+    keep = [k for k in convs if k[0] == "prompt"][:n_prompts] + [k for k in convs if k[0] == "test"][:n_test]
+    out = []
+    for src, hist, ref in keep:
+        out.append("> " + "<br>> ".join(f"**{'A' if (len(hist) - i) % 2 else 'B'}:** {t}" for i, t in enumerate(hist)))
+        out += [f"- `{r['run']}`: {r['reply'] or '(empty)'}" for r in convs[(src, hist, ref)]]
+        if ref: out.append(f"- *human reply (test set)*: {ref}")
+        out.append("")
+    return "\n".join(out)

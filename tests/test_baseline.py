@@ -46,11 +46,14 @@ def test_rows_supervise_the_first_reply_token_and_the_end(tok, cfg, examples):
         assert (lab[:p] == -100).all() and (lab[p + m + 1:] == -100).all() and mask.sum() == p + m + 1
         assert lab[p] == f["reply_ids"][0] and lab[p:p + m + 1].tolist() == f["reply_ids"] + [tok.sep_token_id]
     # after the causal shift, the [SEP] that closes the prompt is what predicts the first reply token
-    out = chat.model(**b)
     shifted = b["labels"][:, 1:]
     first = [len(f["context_ids"]) + 1 for f in feats]                  # position of the prompt's [SEP]
     assert [shifted[i, j].item() for i, j in enumerate(first)] == [f["reply_ids"][0] for f in feats]
-    assert out.logits.shape[:2] == b["input_ids"].shape
+    # training logits only where there are labels: one row per reply token and end token, none over the prompt
+    out = chat.model(**b)
+    assert out.logits.shape == (sum(len(f["reply_ids"]) + 1 for f in feats), len(tok))
+    full = chat.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits     # (B, L, V): every position
+    assert full.shape[:2] == b["input_ids"].shape
 
 
 def test_inference_prompt_is_the_training_prefix(tok, cfg, examples):
@@ -139,7 +142,10 @@ def test_save_load_offline_gives_the_same_logits(trained, eight, tmp_path, monke
     assert type(again.model) is BertLMHeadModel and again.cfg == chat.cfg and again.cfg.model.variant == "baseline"
     b = chat.collator(eight)
     chat.model.eval()
-    with torch.no_grad(): assert torch.equal(chat.model(**b).logits, again.model(**b).logits)
+    prompt_only = {k: v for k, v in b.items() if k != "labels"}   # with labels the training model keeps reply logits only
+    with torch.no_grad():
+        assert torch.equal(chat.model(**prompt_only).logits, again.model(**prompt_only).logits)
+        assert torch.allclose(chat.model(**b).loss, again.model(**b).loss, atol=1e-6)
     hs = [e["context"] for e in eight]
     assert again.generate(hs) == chat.generate(hs)
     with pytest.raises(ValueError, match="'baseline' model"): EDChat.load(tmp_path / "base")
