@@ -278,7 +278,7 @@ def test_bad_inputs_fail_clearly(tmp_path, tok):
         IMRChat.load(tmp_path)
     chat.save(tmp_path / "c")
     (tmp_path / "c" / "model.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(OSError, match="cannot load"):
+    with pytest.raises(OSError, match="model.safetensors: cannot be read"):
         IMRChat.load(tmp_path / "c")
     long_history = [["word " * 500]]                                                    # left-truncated, no crash
     assert isinstance(chat.generate(long_history, steps=2)[0], str)
