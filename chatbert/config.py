@@ -112,7 +112,7 @@ class RAConfig:
 class FIBConfig:
     "ChatBERT-FIB: a retrieved reply's content words become slots that the IMR model fills."
     imr_model: str | None = None        # a trained IMR run's name (results/runs/<name>) or model folder (required: FIB has no other filler)
-    ra_model: str | None = None         # folder of a saved RA model (None: a zero-shot RA built from this config)
+    ra_model: str | None = None         # a trained RA run's name or model folder (None: RA fine-tuned within this run)
     idf_threshold: float = 5.0          # a word is content when its idf over training replies is at least this (ccc: ok 4.3, summer 5.0, pizza 6.1)
     keep_context_words: bool = True     # a content word that also occurs in the context stays in the skeleton
     max_slot_len: int = 3               # a slot takes 1..n WordPiece tokens

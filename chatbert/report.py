@@ -20,22 +20,23 @@ from .core import project_root, write_text_atomic
 from .evaluate import normalize
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TRACE_EXAMPLE', 'RUN', 'META', 'MAIN_COLUMNS',
-           'RANK_COLUMNS', 'ABLATION_COLUMNS', 'WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'README_COLUMNS', 'latex_escape',
-           'safe_key', 'fmt_num', 'decimals_for', 'fmt_metric', 'suite_of', 'variant_of', 'collect_runs',
-           'metric_columns', 'summarise_runs', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label',
-           'suite_rows', 'table_main', 'table_likelihood', 'table_ranking', 'load_ablations', 'table_ablation',
-           'load_data_stats', 'table_data', 'load_bench', 'table_bench', 'load_train_bench', 'table_train_bench',
-           'train_bench_numbers', 'style', 'placeholder_figure', 'save_pdf', 'load_imr', 'pick_imr', 'fig_imr_trace',
-           'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas', 'fig_ablations',
-           'fig_quality_latency', 'learning_curves', 'fig_learning_curves', 'run_numbers', 'data_numbers',
-           'bench_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex', 'report_figures', 'write_report',
-           'markdown_table', 'replace_block', 'write_readme_assets', 'load_transcripts', 'transcript_markdown']
+__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'TRACE_EXAMPLE', 'RUN', 'META',
+           'MAIN_COLUMNS', 'RANK_COLUMNS', 'ABLATION_COLUMNS', 'WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'README_COLUMNS',
+           'latex_escape', 'safe_key', 'fmt_num', 'decimals_for', 'fmt_metric', 'suite_of', 'variant_of',
+           'collect_runs', 'metric_columns', 'summarise_runs', 'tabular', 'no_results', 'best_flags', 'cell',
+           'system_label', 'suite_rows', 'table_main', 'table_likelihood', 'table_ranking', 'load_ablations',
+           'table_ablation', 'load_data_stats', 'table_data', 'load_bench', 'table_bench', 'load_train_bench',
+           'table_train_bench', 'train_bench_numbers', 'style', 'placeholder_figure', 'save_pdf', 'load_imr',
+           'pick_imr', 'fig_imr_trace', 'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths',
+           'ablation_deltas', 'fig_ablations', 'fig_quality_latency', 'learning_curves', 'fig_learning_curves',
+           'run_numbers', 'data_numbers', 'bench_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex',
+           'report_figures', 'write_report', 'markdown_table', 'replace_block', 'write_readme_assets',
+           'load_transcripts', 'transcript_markdown']
 
 # %% ../nbs/11_report.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
 SUITES = {  # suite -> configs of its main table, in row order
-    "cpu": [f"{v}_cpu" for v in VARIANTS],
+    "cpu": ["baseline_cpu", "ed_cpu", "imr_cpu", "imr_cpu:val_choice", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
     "quick": [f"quick_{v}" for v in VARIANTS],
     "small": [f"{v}_small" for v in VARIANTS],
     "dd": [f"{v}_dd" for v in VARIANTS],
@@ -44,6 +45,7 @@ SUITES = {  # suite -> configs of its main table, in row order
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
 IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
+TAG_LABELS = {"val_choice": r"\footnotesize(decoding chosen on validation)"}   # how a re-scoring is named in a table
 TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
 RUN = {  # the command that makes each kind of result
     "runs": "for c in {configs}; do chatbert train $c; done",
@@ -213,13 +215,16 @@ def system_label(config: str, row: dict | None = None, seeds: bool = True) -> st
     "The printed name of a system: its variant's name (else the config), and how many seeds it averages."
     v = (row or {}).get("variant")
     label = SYSTEMS.get(v if isinstance(v, str) else variant_of(config)) or latex_escape(config)
+    tag = (row or {}).get("eval_tag")
+    if isinstance(tag, str) and tag: label += " " + TAG_LABELS.get(tag, f"({latex_escape(tag)})")
     n = _num((row or {}).get("seeds"))
     return label + (rf" \footnotesize({int(n)} seeds)" if seeds and n and n > 1 else "")
 
 def suite_rows(summary: pd.DataFrame, suite: str) -> list[tuple[str, dict | None]]:
-    "(config, its summary row or None) for each config of `suite`, in table order; re-scorings left out."
-    main = {} if summary.empty else {r["config"]: r for r in summary[summary["eval_tag"].isna()].to_dict("records")}
-    return [(c, main.get(c)) for c in SUITES[suite]]
+    "(config, its summary row or None) for each entry of `suite`, in table order; `run:tag` is that run's eval/tag re-scoring."
+    rows = {} if summary.empty else {r["config"] + (f":{r['eval_tag']}" if isinstance(r["eval_tag"], str) and r["eval_tag"] else ""): r
+                                     for r in summary.to_dict("records")}
+    return [(c, rows.get(c)) for c in SUITES[suite] if ":" not in c or c in rows]   # a re-scoring not made yet is left out
 
 def _table(rows: list[tuple[str, dict | None]], columns: list[tuple], target: dict | None = None,
            show_missing: bool = False) -> list:
@@ -245,7 +250,7 @@ _ARROW = {"max": r" $\uparrow$", "min": r" $\downarrow$", "ref": ""}
 
 def _run_command(suite: str, configs: list[str] | None = None) -> str:
     "The command that trains `configs` (default: all of `suite`)."
-    configs = configs or SUITES[suite]
+    configs = [c for c in (configs or SUITES[suite]) if ":" not in c]   # re-scorings are made by `chatbert evaluate`
     return f"chatbert train {configs[0]}" if len(configs) == 1 else RUN["runs"].format(configs=" ".join(configs))
 
 def table_main(summary: pd.DataFrame, suite: str) -> str:
@@ -264,7 +269,7 @@ def table_likelihood(summary: pd.DataFrame, suite: str) -> str:
     "tab_likelihood_<suite>: per-word (and per-token) perplexity, exact or an upper bound, with what it is."
     rows = []
     for config, r in suite_rows(summary, suite):
-        if r is None: continue
+        if r is None or ":" in config: continue                # a re-scoring changes the decoding, not the likelihood
         bound = _num(r.get("ppl_word")) is None and _num(r.get("ppl_word_bound")) is not None
         if _num(r.get("ppl_word")) is None and not bound: continue
         rows.append((config, r, bound))
@@ -286,7 +291,7 @@ RANK_COLUMNS = [("hits@1/20", "Hits@1/20", "max", 3), ("hits@1/100", "Hits@1/100
 
 def table_ranking(summary: pd.DataFrame, suite: str) -> str:
     "tab_ranking_<suite>: hits@k and MRR of the systems of `suite` that rank."
-    rows = [(c, r) for c, r in suite_rows(summary, suite) if r is not None and any(_num(r.get(m)) is not None for m, *_ in RANK_COLUMNS)]
+    rows = [(c, r) for c, r in suite_rows(summary, suite) if r is not None and ":" not in c and any(_num(r.get(m)) is not None for m, *_ in RANK_COLUMNS)]
     if not rows: return no_results(_run_command(suite, [c for c in SUITES[suite] if variant_of(c) == "ra"]))
     cols = [c for c in RANK_COLUMNS if any(_num(r.get(c[0])) is not None for _, r in rows)]
     return tabular(["System", *[h + _ARROW[b] for _, h, b, _ in cols]], _table(rows, cols), "l" + "r" * len(cols))

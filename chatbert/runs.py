@@ -217,7 +217,7 @@ def run_model(ref: str | Path) -> Path:
     model = model_dir(run)
     cfg = read_config(model)
     if model != run:
-        mine, ignore = read_config(run), {"fib.imr_model": None}   # FIB's model folder records the resolved IMR folder
+        mine, ignore = read_config(run), {"fib.imr_model": None, "fib.ra_model": None}   # FIB's model folder records the resolved folders
         if model_settings(cfg) | ignore != model_settings(mine) | ignore:
             raise RunError(f"{relative(run)}: its model folder {relative(model)} now holds a model of another config "
                            f"({config_changes(mine, cfg)}): train the run again (`chatbert train {mine.name} --force`)")
@@ -271,13 +271,16 @@ def preflight(cfg: Config) -> Config:
     if cfg.data.source not in SOURCES: raise ConfigError(f"Config key 'data.source' must be {' | '.join(SOURCES)}, got {cfg.data.source!r}")
     if cfg.data.path and not (p := resolve_path(cfg.data.path)).exists():
         raise ConfigError(f"data.path {cfg.data.path!r}: no such file or folder ({p})")
-    if cfg.model.variant == "fib": resolve_model(cfg.fib.imr_model)
+    if cfg.model.variant == "fib":
+        resolve_model(cfg.fib.imr_model)
+        if cfg.fib.ra_model: resolve_model(cfg.fib.ra_model)
     return cfg
 
 def with_resolved_models(cfg: Config) -> Config:
-    "`cfg` with `fib.imr_model` turned from a run name into its model folder (relative to the repository)."
-    if cfg.model.variant != "fib" or not cfg.fib.imr_model: return cfg
-    return dataclasses.replace(cfg, fib=dataclasses.replace(cfg.fib, imr_model=relative(resolve_model(cfg.fib.imr_model))))
+    "`cfg` with `fib.imr_model` and `fib.ra_model` turned from run names into model folders (relative to the repository)."
+    if cfg.model.variant != "fib": return cfg
+    folder = lambda ref: relative(resolve_model(ref)) if ref else ref
+    return dataclasses.replace(cfg, fib=dataclasses.replace(cfg.fib, imr_model=folder(cfg.fib.imr_model), ra_model=folder(cfg.fib.ra_model)))
 
 # %% ../nbs/09c_runs.ipynb #d8c23b76
 def check_examples(dd, cfg: Config) -> dict[str, int]:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09e_transcripts.ipynb #f2bc9805
 from __future__ import annotations
-import time
+import json, time
 from pathlib import Path
 
 from .core import project_root, write_jsonl_atomic
@@ -33,6 +33,10 @@ def transcript_rows(chat, name: str, # a loaded system and its run name
 
 def write_transcripts(runs: list[str], # run names (results/runs/<name>) or run folders
                       suite: str = "cpu", n_test: int = 5, out: str | Path | None = None) -> Path:
-    "Every run's replies to the same conversations, in `results/transcripts/<suite>.jsonl`."
-    rows = [r for run in runs for r in transcript_rows(load_chat(run), Path(run).name, n_test)]
-    return write_jsonl_atomic(rows, out or project_root()/"results"/"transcripts"/f"{suite}.jsonl")
+    "Each run's replies to the same conversations, in `results/transcripts/<suite>.jsonl`; other runs' rows are kept."
+    path = Path(out or project_root()/"results"/"transcripts"/f"{suite}.jsonl")
+    names = [Path(run).name for run in runs]
+    kept = [r for r in (json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip())
+            if r["run"] not in names] if path.is_file() else []     # a run's model may live only where it was trained
+    rows = kept + [r for run, name in zip(runs, names) for r in transcript_rows(load_chat(run), name, n_test)]
+    return write_jsonl_atomic(rows, path)
