@@ -48,9 +48,9 @@ data-stats: $(STAMP)  ## data statistics of ccc and DailyDialog ($(DD)) to resul
 	$(BIN)/chatbert data-stats --source ccc
 	$(BIN)/chatbert data-stats --source dailydialog --path $(DD)
 
-quickstart: $(STAMP)  ## the main job, offline on a CPU: train ChatBERT-IMR on Chit-Chat (~8 min on 2 cores), score it, talk to it
+quickstart: $(STAMP)  ## the main job, offline on a CPU: train ChatBERT-ED on Chit-Chat (~9 min on 2 cores), score it, talk to it
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert train quickstart --force
-	HF_HUB_OFFLINE=1 $(BIN)/chatbert demo quickstart --steps
+	HF_HUB_OFFLINE=1 $(BIN)/chatbert demo quickstart
 
 bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
@@ -59,7 +59,7 @@ bench-train: $(STAMP)  ## training cost of IMR/ED/baseline, before and after the
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --train
 
 readme: $(STAMP)  ## redraw the README's results table and pictures from results/ (results/readme/)
-	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.report import write_readme_assets; write_readme_assets()"
+	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.readme import write_readme_assets; write_readme_assets()"
 
 # The web demo (chatbert serve, nbs/12_serve.ipynb) over trained runs; a run whose model is not on this machine is
 # trained first, as in quickstart (about 9 minutes on a 2-core CPU). The browser test and the
