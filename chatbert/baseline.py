@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM, BertLMHeadModel, BertModel, PreTr
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .backbone import BackboneUnavailable, _hub_call, load_backbone, load_tokenizer
+from .chat import ChatModel, pad_ids, until_end
 from .config import Config
-from .ed import ChatModel, pad_ids, until_end
 from .speed import closed_vocab, head_logits
 
 # %% auto #0

@@ -4,201 +4,21 @@
 
 # %% ../nbs/05_ed.ipynb #f8f85524
 from __future__ import annotations
-import copy, dataclasses, math, unicodedata
-from contextlib import contextmanager
+import copy
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-import yaml
-from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, EncoderDecoderModel
+from transformers import BertConfig, BertLMHeadModel, EncoderDecoderModel
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
-from .backbone import check_model_files, load_backbone, load_tokenizer
-from .config import Config, ConfigError, DecodeConfig, EDConfig, from_dict, to_dict, read_config, save_config
-from .core import write_text_atomic
-from .data import _clean, detokenize, encode_history
-from .speed import closed_vocab, head_logits, restore_output
-from .train import apply_train_settings, train_model
+from .backbone import load_backbone, load_tokenizer
+from .chat import ChatModel, pad_ids, until_end
+from .config import Config, ConfigError, EDConfig
+from .speed import closed_vocab, head_logits
 
 # %% auto #0
-__all__ = ['GENERATE_FIELDS', 'SAMPLING_FIELDS', 'DECODER_INITS', 'pad_ids', 'until_end', 'generate_kwargs', 'check_histories',
-           'reply_words', 'reply_tokens', 'perplexities', 'eval_mode', 'seeded', 'with_variant', 'ChatModel',
-           'ed_decoder_config', 'EDModel', 'set_special_ids', 'warm_decoder', 'build_ed_model', 'EDCollator', 'EDChat']
-
-# %% ../nbs/05_ed.ipynb #4aa83b5f
-def pad_ids(seqs: list[list[int]], value: int, left: bool = False, # pad on the left (prompts of a causal LM)
-           ) -> torch.Tensor:
-    "Stack id lists into one `(batch, longest)` tensor, padded with `value` on the right (or left)."
-    n = max((len(s) for s in seqs), default=0)
-    return torch.tensor([[value] * (n - len(s)) + list(s) if left else list(s) + [value] * (n - len(s)) for s in seqs],
-                        dtype=torch.long).reshape(len(seqs), n)
-
-def until_end(ids, end_id: int) -> list[int]:
-    "The ids before the first `end_id` (the whole list if there is none)."
-    ids = list(ids)
-    return ids[:ids.index(end_id)] if end_id in ids else ids
-
-# %% ../nbs/05_ed.ipynb #c749eb28
-GENERATE_FIELDS = ("max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "repetition_penalty", "no_repeat_ngram_size")
-SAMPLING_FIELDS = ("temperature", "top_k", "top_p")
-
-def generate_kwargs(decode: DecodeConfig, # the defaults (cfg.decode)
-                    **decoding, # overrides: DecodeConfig field names
-                   ) -> tuple[dict, int]:
-    "Keyword arguments for transformers' `generate`, and the sampling seed."
-    known = {f.name for f in dataclasses.fields(DecodeConfig)}
-    if unknown := sorted(set(decoding) - known):
-        raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(sorted(known))}")
-    d = dataclasses.replace(decode, **decoding)
-    kw = {k: getattr(d, k) for k in GENERATE_FIELDS + (SAMPLING_FIELDS if d.do_sample else ())}
-    return kw, d.seed
-
-# %% ../nbs/05_ed.ipynb #2961402d
-def check_histories(histories) -> list[list[str]]:
-    "`histories` as lists of turns, each ending with a non-empty message; a clear error otherwise."
-    if isinstance(histories, (str, bytes, dict)) or not hasattr(histories, "__iter__"):
-        raise TypeError(f"histories must be a list of conversations (lists of turns), got {type(histories).__name__}")
-    histories = list(histories)   # a list, a tuple, or a dataset column
-    for i, h in enumerate(histories):
-        if isinstance(h, str) or not isinstance(h, (list, tuple)) or not h:
-            raise ValueError(f"histories[{i}] must be a non-empty list of turns, got {h!r}")
-        if not isinstance(h[-1], str) or not h[-1].strip():
-            raise ValueError(f"histories[{i}]: the last turn (the message to answer) is empty or whitespace")
-    return [list(h) for h in histories]
-
-# %% ../nbs/05_ed.ipynb #f9d67488
-def reply_words(text: str) -> list[str]:
-    "The words of a reply for per-word perplexity: NFKC, lowercase, split on whitespace."
-    return unicodedata.normalize("NFKC", text).lower().split()
-
-def reply_tokens(tokenizer, reply: str, max_len: int, # tokens kept (data.max_reply_len), as in training
-                ) -> tuple[list[int], str]:
-    "The reply's ids as training sees them (cleaned, cut to `max_len`) and the text those ids cover."
-    text = _clean(reply)
-    if not text: raise ValueError(f"empty reply {reply!r}: a likelihood needs reply text")
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"][:max_len], enc["offset_mapping"][:max_len]
-    return ids, (text[:offsets[-1][1]] if len(ids) < len(enc["input_ids"]) else text)
-
-def perplexities(nll: list[float], # per-example NLL (nats), summed over reply tokens and the end token
-                 tokens: list[int], # per-example scored tokens, the end token included
-                 words: list[int], # per-example words (`reply_words`)
-                ) -> dict:
-    "Totals and perplexity per token and per word, with the per-example numbers kept for bootstrap intervals."
-    s, t, w = float(sum(nll)), int(sum(tokens)), int(sum(words))
-    return {"examples": len(nll), "nll": s, "tokens": t, "words": w, "nll_per_token": s / t,
-            "ppl_token": math.exp(s / t), "ppl_word": math.exp(s / w) if w else float("inf"),
-            "example_nll": list(map(float, nll)), "example_tokens": list(tokens), "example_words": list(words)}
-
-# %% ../nbs/05_ed.ipynb #fc7c34c8
-@contextmanager
-def eval_mode(model: torch.nn.Module):
-    "Put `model` in eval mode for the block, then restore its training flag."
-    was = model.training
-    model.eval()
-    try: yield model
-    finally: model.train(was)
-
-@contextmanager
-def seeded(seed: int, device: torch.device):
-    "Seed torch for the block without disturbing the global RNG state."
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-def with_variant(cfg: Config, variant: str) -> Config:
-    "A copy of `cfg` whose `model.variant` is `variant` (the class decides what is saved)."
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, variant=variant))
-
-# %% ../nbs/05_ed.ipynb #cd8f742d
-class ChatModel:
-    "A generative variant: model + tokenizer + config, with batched seeded `generate`, `likelihood`, `train`, `save`/`load`."
-    variant: str = ""          # the config's model.variant this class saves and loads
-    model_class = None         # the transformers class whose from_pretrained reads the saved model
-
-    def __init__(self, model, tokenizer, cfg: Config):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, with_variant(cfg, self.variant)
-
-    @classmethod
-    def from_config(cls, cfg: Config, tokenizer=None) -> ChatModel: raise NotImplementedError
-
-    @property
-    def collator(self): raise NotImplementedError
-    @property
-    def lr_by_prefix(self) -> dict[str, float] | None: return None
-    @property
-    def device(self) -> torch.device: return next(self.model.parameters()).device
-
-    def _generate_ids(self, contexts: list[list[int]], kw: dict) -> list[list[int]]: raise NotImplementedError
-    def _reply_nll(self, contexts: list[list[int]], replies: list[list[int]]) -> torch.Tensor: raise NotImplementedError
-
-    def contexts(self, histories) -> list[list[int]]:
-        "Context ids of each history, built exactly as in training."
-        return [encode_history(h, self.tokenizer, self.cfg.data) for h in check_histories(histories)]
-
-    def _batches(self, n: int, batch_size: int | None):
-        bs = batch_size or self.cfg.train.eval_batch_size
-        return [slice(i, i + bs) for i in range(0, n, bs)]
-
-    @torch.no_grad()
-    def generate(self, histories: list[list[str]], # conversations so far; each ends with the other person's turn
-                 batch_size: int | None = None, # histories per forward batch (default: train.eval_batch_size)
-                 **decoding, # DecodeConfig fields (max_new_tokens, num_beams, do_sample, top_p, seed, ...)
-                ) -> list[str]:
-        "One reply per history, batched, with transformers' `generate`."
-        kw, seed = generate_kwargs(self.cfg.decode, **decoding)
-        ctx = self.contexts(histories)
-        with eval_mode(self.model), seeded(seed, self.device):
-            ids = [r for b in self._batches(len(ctx), batch_size) for r in self._generate_ids(ctx[b], kw)]
-        return [detokenize(self.tokenizer, r) for r in ids]   # readable: "i'm", not "i ' m"
-
-    @torch.no_grad()
-    def likelihood(self, histories: list[list[str]], # contexts, as for `generate`
-                   replies: list[str], # the reply to score after each history
-                   batch_size: int | None = None) -> dict:
-        "Teacher-forced NLL of each reply (end token included), with perplexity per token and per word."
-        ctx, replies = self.contexts(histories), list(replies)
-        if len(replies) != len(ctx): raise ValueError(f"{len(ctx)} histories but {len(replies)} replies")
-        toks = [reply_tokens(self.tokenizer, r, self.cfg.data.max_reply_len) for r in replies]
-        with eval_mode(self.model):
-            nll = [x for b in self._batches(len(ctx), batch_size)
-                   for x in self._reply_nll(ctx[b], [t for t, _ in toks[b]]).tolist()]
-        return perplexities(nll, [len(t) + 1 for t, _ in toks], [len(reply_words(c)) for _, c in toks])
-
-    def likelihood_metrics(self, histories: list[list[str]], replies: list[str]) -> dict:
-        "Flat teacher-forced likelihood numbers for a results table (an exact NLL, so a true perplexity)."
-        r = self.likelihood(histories, replies)
-        return {"likelihood": "teacher-forced NLL (exact)", "nll_per_token": r["nll_per_token"], "ppl_token": r["ppl_token"],
-                "ppl_word": r["ppl_word"], "likelihood_tokens": r["tokens"], "likelihood_words": r["words"]}
-
-    def fit(self, train_ds, eval_ds, out_dir: str | Path, **args_overrides):
-        "Train with `train.train_model` (the project's Trainer), this variant's collator, learning rates and cost settings."
-        apply_train_settings(self.model, self.cfg, train_ds["reply_ids"], self.tokenizer)
-        return train_model(self.model, self.collator, train_ds, eval_ds, self.cfg, out_dir,
-                           lr_by_prefix=self.lr_by_prefix, **args_overrides)
-
-    def save(self, folder: str | Path) -> Path:
-        "Write model, tokenizer and `config.yaml` to `folder`."
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        save_config(self.cfg, folder)
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> ChatModel:
-        "Read a folder written by `save`; needs nothing but the folder (works offline)."
-        folder, cfg = Path(folder), read_config(folder, cls.variant)
-        check_model_files(folder)   # one line naming a missing tokenizer file or weights cut short
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = cls.model_class.from_pretrained(folder)
-            restore_output(model)
-        except Exception as e:  # missing files, corrupt weights (safetensors raises its own error type), wrong shapes
-            raise OSError(f"{folder}: the saved model or tokenizer cannot be read ({type(e).__name__}: {e})") from e
-        return cls(model, tokenizer, cfg)
+__all__ = ['DECODER_INITS', 'ed_decoder_config', 'EDModel', 'set_special_ids', 'warm_decoder', 'build_ed_model', 'EDCollator',
+           'EDChat']
 
 # %% ../nbs/05_ed.ipynb #6a0ab186
 def ed_decoder_config(ed: EDConfig, vocab_size: int, pad_token_id: int,

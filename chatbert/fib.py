@@ -12,12 +12,13 @@ import numpy as np
 import yaml
 
 from .backbone import load_tokenizer
+from .chat import check_histories
 from .config import Config, DecodeConfig, from_dict, resolve_path, to_dict, read_config, save_config
 from .core import write_json_atomic, write_text_atomic
 from .data import detokenize, load_examples
 from .evaluate import generation_metrics, normalize
 from .imr import IMRChat
-from .ra import RA_OPTIONS, RAChat, check_histories
+from .ra import RA_OPTIONS, RAChat
 
 # %% auto #0
 __all__ = ['word_spans', 'word_text', 'is_word', 'Idf', 'Skeleton', 'context_words', 'make_skeleton', 'layouts', 'Filled',

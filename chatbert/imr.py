@@ -19,6 +19,7 @@ from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPreTrain
 from transformers.utils import ModelOutput
 
 from .backbone import SPEAKER_MARKS, check_model_files, load_backbone, load_tokenizer
+from .chat import check_histories
 from .config import Config, ConfigError, IMRConfig, from_dict, to_dict, read_config, save_config
 from .core import write_text_atomic
 from .data import _clean, detokenize, encode_history
@@ -445,11 +446,8 @@ class IMRChat:
                           trace=[row_trace(res.trace, j) for j in pick.tolist()] if trace else None)
 
     def _contexts(self, histories: list[list[str]]) -> list[list[int]]:
-        "Context ids of each history, as in training; an empty last turn is an error."
-        for i, h in enumerate(histories):
-            if not h or not str(h[-1]).strip():
-                raise ValueError(f"histories[{i}]: the last turn is empty or missing; there is nothing to reply to")
-        return [encode_history(h, self.tokenizer, self.cfg.data) for h in histories]
+        "Context ids of each history, as in training, once `check_histories` accepts them (as in every variant)."
+        return [encode_history(h, self.tokenizer, self.cfg.data) for h in check_histories(histories)]
 
     def _readable(self, steps: list[dict]) -> list[dict]:
         "A row trace with tokens as strings."
@@ -528,6 +526,7 @@ class IMRChat:
     def likelihood(self, histories: list[list[str]], replies: list[str], # contexts as for `generate`; reply texts
                    samples: int = 4, seed: int = 0, batch_size: int | None = None) -> dict:
         "NELBO of `replies` after `histories`, contexts and reply cuts exactly as in training (never a pseudo-perplexity)."
+        histories, replies = check_histories(histories), list(replies)
         if len(replies) != len(histories): raise ValueError(f"{len(histories)} histories but {len(replies)} replies")
         texts = [_clean(r) for r in replies]
         if not all(texts): raise ValueError("an empty reply has no likelihood")

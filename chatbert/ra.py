@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from .backbone import OTHER, SELF, SPEAKER_MARKS, load_backbone, load_tokenizer, minilm_path
+from .chat import check_histories
 from .config import Config, DecodeConfig, from_dict, to_dict, read_config, save_config
 from .core import (cache_dir, environment_info, get_device, project_root, write_json_atomic, write_jsonl_atomic,
                            write_text_atomic)
@@ -22,9 +23,9 @@ from .evaluate import generation_metrics, normalize
 # %% auto #0
 __all__ = ['RA_OPTIONS', 'CANDIDATE_SEED', 'N_NEGATIVES', 'context_text', 'reply_texts', 'backbone_source', 'prepare_tokenizer',
            'bi_encoder', 'Pool', 'build_pool', 'encoder_fingerprint', 'encode_texts', 'pool_embeddings', 'search',
-           'frequency_penalty', 'blocked_ids', 'training_pairs', 'finetune_encoder', 'check_histories',
-           'decoding_options', 'cross_encoder', 'RAChat', 'candidate_settings', 'candidate_sets', 'candidates_path',
-           'load_candidate_sets', 'rank_metrics', 'evaluate_ra', 'ra_experiment']
+           'frequency_penalty', 'blocked_ids', 'training_pairs', 'finetune_encoder', 'decoding_options',
+           'cross_encoder', 'RAChat', 'candidate_settings', 'candidate_sets', 'candidates_path', 'load_candidate_sets',
+           'rank_metrics', 'evaluate_ra', 'ra_experiment']
 
 # %% ../nbs/08_ra.ipynb #8173ebbf
 def context_text(history: list[str], # the conversation so far; the last turn is the other person's
@@ -210,18 +211,6 @@ def finetune_encoder(model, train_pairs, cfg: Config, out_dir: str | Path,
 
 # %% ../nbs/08_ra.ipynb #3b33d5cf
 RA_OPTIONS = ("block_repeats", "frequency_penalty", "rerank")
-
-def check_histories(histories) -> list[list[str]]:
-    "`histories` as lists of turns, each ending with a non-empty message; a clear error otherwise."
-    if isinstance(histories, (str, bytes, dict)) or not hasattr(histories, "__iter__"):
-        raise TypeError(f"histories must be a list of conversations (lists of turns), got {type(histories).__name__}")
-    histories = list(histories)                         # also a datasets Column of contexts
-    for i, h in enumerate(histories):
-        if isinstance(h, str) or not isinstance(h, (list, tuple)) or not h:
-            raise ValueError(f"histories[{i}] must be a non-empty list of turns, got {h!r}")
-        if not isinstance(h[-1], str) or not h[-1].strip():
-            raise ValueError(f"histories[{i}]: the last turn (the message to answer) is empty or whitespace")
-    return [list(h) for h in histories]
 
 def decoding_options(cfg: Config, has_cross_encoder: bool, **decoding) -> dict:
     "The decoding settings of one call: `cfg.decode` and `cfg.ra` defaults, overridden by `decoding`."

@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 
+from chatbert.chat import reply_words, until_end
 from chatbert.config import load_config
 from chatbert.data import load_examples
-from chatbert.ed import EDChat, EDModel, reply_words, until_end
+from chatbert.ed import EDChat, EDModel
 
 from seq2seq_helpers import SMALL_ED, assert_overfits, fit, pick_eight
 

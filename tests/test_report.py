@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from chatbert.experiment import ABLATIONS
-from chatbert.report import SUITES, collect_runs, write_report
+from chatbert.report import write_report
+from chatbert.results import SUITES, collect_runs
 
 ENV = {"git": {"commit": "abcdef0123456789", "dirty": False}, "device": "cuda", "device_name": "NVIDIA H100"}
 

@@ -5,9 +5,10 @@ import pytest
 
 from chatbert.backbone import load_backbone
 from chatbert.baseline import BaselineChat
+from chatbert.chat import generate_kwargs
 from chatbert.config import load_config
 from chatbert.data import load_examples
-from chatbert.ed import EDChat, generate_kwargs, warm_decoder
+from chatbert.ed import EDChat, warm_decoder
 from chatbert.imr import IMRChat
 from chatbert.speed import RestrictedHead, output_ids
 from chatbert.train import apply_train_settings, train_model
