@@ -31,7 +31,7 @@ SUITES = {  # suite -> configs of its main table, in row order
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
 IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
-TAG_LABELS = {"val_choice": r"\footnotesize(decoding chosen on validation)"}   # how a re-scoring is named in a table
+TAG_LABELS = {"val_choice": "(decoding chosen on validation)"}   # how a re-scoring is named in a table
 TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
 RUN = {  # the command that makes each kind of result
     "runs": "for c in {configs}; do chatbert train $c; done",
