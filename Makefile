@@ -55,8 +55,8 @@ quickstart: $(STAMP)  ## the main job, offline on a CPU: train ChatBERT-ED on Ch
 	@echo "It writes English but does not yet listen: replies are sampled, and greedy decoding gives one reply to every message."
 	@echo "The systems that chat are the *_cpu runs (results/runs/*_cpu, README: Status); train one with DailyDialog's files: chatbert train imr_cpu data.path=DIR"
 
-bench: $(STAMP)  ## decoding latency (IMR 4/8/16 steps, ED greedy; batch 1 and 32) -> results/bench/decode_<device>.json
-	HF_HUB_OFFLINE=1 $(BIN)/chatbert bench --config quick
+bench: $(STAMP)  ## decoding latency of imr/ed/baseline_cpu (IMR 4/8/16 steps; batch 1 and 32) -> results/bench/decode_<device>.json (needs DailyDialog: $(DD))
+	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench
 
 bench-train: $(STAMP)  ## training cost of IMR/ED/baseline, before and after the cost settings -> results/bench/train_<device>.json (needs DailyDialog: $(DD))
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --train

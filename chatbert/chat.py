@@ -12,7 +12,7 @@ import torch
 from transformers import AutoTokenizer
 
 from .backbone import check_model_files
-from .config import Config, DecodeConfig, read_config, save_config
+from .config import Config, DecodeConfig, read_config, save_config, validate_decoding
 from .data import _clean, detokenize, encode_history
 from .speed import restore_output
 from .train import apply_train_settings, train_model
@@ -60,7 +60,7 @@ def generate_kwargs(decode: DecodeConfig, # the defaults (cfg.decode)
     known = {f.name for f in dataclasses.fields(DecodeConfig)}
     if unknown := sorted(set(decoding) - known):
         raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(sorted(known))}")
-    d = dataclasses.replace(decode, **decoding)
+    d = validate_decoding(dataclasses.asdict(decode) | decoding)   # the same checks for every variant
     kw = {k: getattr(d, k) for k in GENERATE_FIELDS + (SAMPLING_FIELDS if d.do_sample else ())}
     return kw, d.seed
 

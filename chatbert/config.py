@@ -40,6 +40,7 @@ class ModelConfig:
     variant: str = "ed"                 # ed | imr | ra | fib | baseline
     backbone: str = "minilm"            # minilm | tiny | a hub name | a local folder
 
+# %% ../nbs/01_config.ipynb #b7dee02b
 @dataclass
 class TrainConfig:
     "Optimisation; passed on to the Hugging Face Trainer."
@@ -68,6 +69,7 @@ class TrainConfig:
     output_vocab: str = "full"          # full | data: the output layer covers only the ids of the training replies (+ end, [UNK])
     fused_adamw: bool = False           # torch's fused AdamW kernel
 
+# %% ../nbs/01_config.ipynb #ad13b275
 @dataclass
 class EDConfig:
     "ChatBERT-ED: the backbone as encoder, a small BERT decoder with cross-attention."
@@ -80,11 +82,13 @@ class EDConfig:
     decoder_init: str = "random"        # random | backbone: the backbone's first decoder_layers layers made causal + new cross-attention (BERT2BERT; width = the backbone's)
     decoder_lr: float | None = None     # learning rate of the decoder (None: train.lr)
 
+# %% ../nbs/01_config.ipynb #031fe489
 @dataclass
 class BaselineConfig:
     "The causal-LM baseline, trained on the same examples in the same format."
     hub_model: str | None = None        # a hub causal LM (e.g. gpt2) when reachable; None: BertLMHeadModel from the backbone
 
+# %% ../nbs/01_config.ipynb #828e82b9
 @dataclass
 class IMRConfig:
     "ChatBERT-IMR: masked diffusion over the reply canvas."
@@ -96,6 +100,7 @@ class IMRConfig:
     head_lr: float | None = None        # learning rate of the MLM head (untrained on minilm; None: train.lr)
     context_sees_canvas: bool = True    # False: context positions do not attend to the canvas (cacheable context)
 
+# %% ../nbs/01_config.ipynb #f0edb6d4
 @dataclass
 class RAConfig:
     "ChatBERT-RA: a bi-encoder ranks the training replies."
@@ -108,6 +113,7 @@ class RAConfig:
     eval_contexts: int = 500            # test examples in the saved ranking candidate sets
     encode_batch_size: int = 128        # texts per forward pass when encoding
 
+# %% ../nbs/01_config.ipynb #5f62a9c9
 @dataclass
 class FIBConfig:
     "ChatBERT-FIB: a retrieved reply's content words become slots that the IMR model fills."
@@ -119,6 +125,7 @@ class FIBConfig:
     max_slots: int = 4                  # a skeleton with more slots is not usable
     layouts: str = "uniform"            # slot lengths tried: uniform (all slots 1..n, plus the retrieved words' own) | product (every combination)
 
+# %% ../nbs/01_config.ipynb #72369027
 @dataclass
 class DecodeConfig:
     "How replies are generated; every variant reads the fields that apply to it."
@@ -145,6 +152,7 @@ class DecodeConfig:
     length_beam: int = 3                # IMR: canvas sizes tried by the length beam
     seed: int = 0                       # sampling seed
 
+# %% ../nbs/01_config.ipynb #0b05a184
 @dataclass
 class EvalConfig:
     "The evaluation harness's settings (chatbert.evaluate)."
@@ -154,6 +162,7 @@ class EvalConfig:
     distinct_sample: int = 500          # replies pooled for Distinct-1/2 (the same N for every system)
     sample_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # decoding seeds when decode.do_sample
 
+# %% ../nbs/01_config.ipynb #dbd046b1
 @dataclass
 class Config:
     "A complete experiment: data, model, training and decoding settings."

@@ -11,8 +11,8 @@ import torch
 import transformers
 
 # %% auto #0
-__all__ = ['ENV_PACKAGES', 'project_root', 'cache_dir', 'seed_everything', 'get_device', 'write_text_atomic', 'write_json_atomic',
-           'write_jsonl_atomic', 'git_info', 'environment_info']
+__all__ = ['ENV_PACKAGES', 'project_root', 'cache_dir', 'seed_everything', 'get_device', 'file_mode', 'write_text_atomic',
+           'write_json_atomic', 'write_jsonl_atomic', 'git_info', 'environment_info']
 
 # %% ../nbs/00_core.ipynb #23cd6fd3
 def _is_root(p: Path) -> bool: return (p/"settings.ini").is_file() and (p/"configs").is_dir()
@@ -55,13 +55,19 @@ def get_device(prefer: str = "auto", # "auto", "cpu", "cuda", "cuda:1", "mps"
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #9cd00316
+def file_mode() -> int:
+    "The mode a plain `open(path, \"w\")` gives a new file under the current umask (0o644 under the usual 022)."
+    mask = os.umask(0); os.umask(mask)
+    return 0o666 & ~mask
+
 def write_text_atomic(text: str, path: str | Path) -> Path:
-    "Write `text` to `path` atomically (temporary file in the same folder, then rename)."
+    "Write `text` to `path` atomically (temporary file in the same folder, then rename), readable as any file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, file_mode())   # mkstemp makes 0600: results are read by others (CI, a web server, git)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -90,14 +96,21 @@ def _version(pkg: str) -> str | None:
     except importlib.metadata.PackageNotFoundError: return None
 
 def git_info(root: str | Path | None = None) -> dict:
-    "The commit of the repository at `root` and whether its tracked files differ from it (None outside git)."
+    "The commit of the repository at `root` and whether its code or configs differ from it (None outside git)."
     def git(*args):
         return subprocess.run(["git", *args], cwd=root or project_root(), capture_output=True, text=True, timeout=10)
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode: return {"commit": None, "dirty": None}
-        return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())}
+        # results/ is left out: a run rewrites its own (tracked) run folder while it goes, which says nothing of the code
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results").stdout.strip()
+        return {"commit": head.stdout.strip(), "dirty": bool(changed)}
     except (OSError, subprocess.SubprocessError): return {"commit": None, "dirty": None}
+
+def _repo_relative(arg: str) -> str:
+    "`arg` relative to the repository when it is a path inside it (so results do not record this machine's folders)."
+    root = str(project_root()) + os.sep
+    return arg[len(root):] if arg.startswith(root) else arg
 
 def environment_info(device: str | torch.device | None = None) -> dict:
     "Versions, git commit, device and host facts to store next to a result."
@@ -110,5 +123,5 @@ def environment_info(device: str | torch.device | None = None) -> dict:
         "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "argv": sys.argv,
+        "argv": [_repo_relative(a) for a in sys.argv],   # a clone elsewhere reads the same command
     }

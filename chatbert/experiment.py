@@ -12,8 +12,10 @@ from .config import Config, ConfigError, from_dict, load_config, to_dict, read_c
 from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
 from .data import load_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
-from .runs import (ProgressCallback, RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir,
-                           examples_seen, find_run, finished, is_main_process, main_process_first,
+from .speed import output_vocab_size
+from .progress import ProgressCallback, examples_seen
+from .runs import (RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir,
+                           find_run, finished, is_main_process, main_process_first,
                            relative, results_dir, run_model, run_notebook, runs_dir, with_resolved_models, world_size)
 
 # %% auto #0
@@ -24,7 +26,7 @@ __all__ = ['VARIANTS', 'TRAINER_VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_clas
 
 # %% ../nbs/09a_experiment.ipynb #4f6da9db
 VARIANTS = {"ed": ("chatbert.ed", "EDChat"), "baseline": ("chatbert.baseline", "BaselineChat"),
-            "imr": ("chatbert.imr", "IMRChat"), "ra": ("chatbert.ra", "RAChat"), "fib": ("chatbert.fib", "FIBChat")}
+            "imr": ("chatbert.imr_chat", "IMRChat"), "ra": ("chatbert.ra", "RAChat"), "fib": ("chatbert.fib", "FIBChat")}
 
 def chat_class(variant: str) -> type:
     "The class that implements `variant`."
@@ -165,6 +167,7 @@ def finish_run(out: str | Path, cfg: Config, chat, dd, train, log: list[dict], m
     metrics, samples = evaluate_chat(chat, cfg, dd, make_bertscore(cfg, dd))
     clock.mark("eval")
     metrics |= {"config": cfg.name, "variant": cfg.model.variant, "train_examples": len(train), "examples_seen": seen,
+                "output_vocab": output_vocab_size(getattr(chat, "model", None)),   # ids the output layer can emit (None: RA)
                 **{k: clock.marks.get(k) for k in ("prepare_seconds", "train_seconds", "eval_seconds")}}
     env = environment_info(get_device(cfg.train.device)) | {"model_dir": relative(model)} | clock.record()
     write_run(out, cfg, metrics, samples, log, env)
@@ -219,6 +222,8 @@ ABLATIONS = {  # suite -> (base config, ablation configs); the DailyDialog ED su
     "imr_quick": ("quick_imr", ["imr_quick_linear", "imr_quick_threshold", "imr_quick_noremask", "imr_quick_steps4",
                                 "imr_quick_steps16", "imr_quick_nolength", "imr_quick_elbo"]),
     "ed_quick": ("quick_ed", ["ed_quick_frozen", "ed_quick_dec2"]),
+    "ed_cpu": ("ed_cpu", ["ed_cpu_random", "ed_cpu_frozen"]),            # the CPU protocol: one epoch each, ~40 min
+    "imr_cpu": ("imr_cpu", ["imr_cpu_elbo", "imr_cpu_nolength"]),
     "smoke": ("imr_smoke", ["imr_smoke_noremask", "imr_smoke_nolength"]),   # seconds: the notebook's default
 }
 RESCORABLE = ("decode", "eval")   # config sections that change how a trained model is scored, not the model

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from fastcore.basics import patch
 
 from .backbone import load_tokenizer
 from .chat import check_histories
@@ -17,7 +18,8 @@ from .config import Config, DecodeConfig, from_dict, resolve_path, to_dict, read
 from .core import write_json_atomic, write_text_atomic
 from .data import detokenize, load_examples
 from .evaluate import generation_metrics, normalize
-from .imr import IMRChat
+from .imr_chat import IMRChat
+from .imr_decode import decode_settings
 from .ra import RA_OPTIONS, RAChat
 
 # %% auto #0
@@ -136,6 +138,7 @@ def fib_stats(filled: list[Filled]) -> dict:
             "slot_tokens_mean": float(np.mean([sum(r.layout) for r in used])) if used else 0.0,
             "own_layout_rate": float(np.mean([r.layout == r.skeleton.own_lengths for r in used])) if used else 0.0}
 
+# %% ../nbs/08a_fib.ipynb #9b6514b3
 def split_decoding(decoding: dict) -> tuple[dict, dict]:
     "RA's options and IMR's `DecodeConfig` options of one call; an unknown name raises."
     known = {f.name for f in dataclasses.fields(DecodeConfig)} | set(RA_OPTIONS)
@@ -143,6 +146,7 @@ def split_decoding(decoding: dict) -> tuple[dict, dict]:
         raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(sorted(known))}")
     return ({k: v for k, v in decoding.items() if k in RA_OPTIONS}, {k: v for k, v in decoding.items() if k not in RA_OPTIONS})
 
+# %% ../nbs/08a_fib.ipynb #54d59d92
 class FIBChat:
     "ChatBERT-FIB: RA's top reply as a skeleton whose content-word slots the IMR model fills."
     variant = "fib"
@@ -171,61 +175,72 @@ class FIBChat:
     @property
     def tokenizer(self): return self.imr.tokenizer
 
-    def skeletons(self, histories: list[list[str]], **ra_options) -> list[Skeleton]:
-        "The skeleton of RA's best reply (blocking, penalty and rerank as RA applies them) for each history."
-        histories = check_histories(histories)
-        best = [h[0][0] for h in self.ra.retrieve(histories, **ra_options)]
-        return [make_skeleton(self.ra.pool.texts[i], h, self.tokenizer, self.idf, self.cfg) for i, h in zip(best, histories)]
+# %% ../nbs/08a_fib.ipynb #0fb03d62
+@patch
+def skeletons(self: FIBChat, histories: list[list[str]], **ra_options) -> list[Skeleton]:
+    "The skeleton of RA's best reply (blocking, penalty and rerank as RA applies them) for each history."
+    histories = check_histories(histories)
+    best = [h[0][0] for h in self.ra.retrieve(histories, **ra_options)]
+    return [make_skeleton(self.ra.pool.texts[i], h, self.tokenizer, self.idf, self.cfg) for i, h in zip(best, histories)]
 
-    def fill(self, histories: list[list[str]], **decoding) -> list[Filled]:
-        "Retrieve, make skeletons, fill every layout of the usable ones with IMR, keep the best layout per history."
-        ra_kw, imr_kw = split_decoding(decoding)
-        histories = check_histories(histories)
-        sks, f = self.skeletons(histories, **ra_kw), self.cfg.fib
-        room = self.imr.canvas_len - 1
-        rows = [(i, lay) for i, sk in enumerate(sks) if sk.usable(f.max_slots)
-                for lay in layouts(sk, f.max_slot_len, f.layouts) if len(sk.template(lay)) <= room]
-        best: dict[int, tuple[float, tuple, list[int]]] = {}
-        bs = self.cfg.train.eval_batch_size
-        for s in range(0, len(rows), bs):
-            chunk = rows[s:s + bs]
-            out = self.imr.infill([histories[i] for i, _ in chunk], [sks[i].template(lay) for i, lay in chunk], **imr_kw)
-            for (i, lay), toks, score in zip(chunk, out.tokens, out.score.tolist()):
-                if i not in best or score > best[i][0]: best[i] = (score, lay, toks)
-        res = []
-        for i, sk in enumerate(sks):
-            if i not in best:
-                res.append(Filled(sk.reply, sk.tokens, sk, None, None, [True] * len(sk.tokens))); continue
-            score, lay, toks = best[i]
-            kept = [t is not None for t in sk.template(lay)]
-            res.append(Filled(detokenize(self.tokenizer, toks), toks, sk, lay, score, kept))
-        return res
+# %% ../nbs/08a_fib.ipynb #81f613cf
+@patch
+def fill(self: FIBChat, histories: list[list[str]], **decoding) -> list[Filled]:
+    "Retrieve, make skeletons, fill every layout of the usable ones with IMR, keep the best layout per history."
+    ra_kw, imr_kw = split_decoding(decoding)
+    histories = check_histories(histories)
+    decode_settings(self.cfg.decode, **imr_kw)   # checked before any work, even when no skeleton needs IMR
+    sks, f = self.skeletons(histories, **ra_kw), self.cfg.fib
+    room = self.imr.canvas_len - 1
+    rows = [(i, lay) for i, sk in enumerate(sks) if sk.usable(f.max_slots)
+            for lay in layouts(sk, f.max_slot_len, f.layouts) if len(sk.template(lay)) <= room]
+    best: dict[int, tuple[float, tuple, list[int]]] = {}
+    bs = self.cfg.train.eval_batch_size
+    for s in range(0, len(rows), bs):
+        chunk = rows[s:s + bs]
+        out = self.imr.infill([histories[i] for i, _ in chunk], [sks[i].template(lay) for i, lay in chunk], **imr_kw)
+        for (i, lay), toks, score in zip(chunk, out.tokens, out.score.tolist()):
+            if i not in best or score > best[i][0]: best[i] = (score, lay, toks)
+    res = []
+    for i, sk in enumerate(sks):
+        if i not in best:
+            res.append(Filled(sk.reply, sk.tokens, sk, None, None, [True] * len(sk.tokens))); continue
+        score, lay, toks = best[i]
+        kept = [t is not None for t in sk.template(lay)]
+        res.append(Filled(detokenize(self.tokenizer, toks), toks, sk, lay, score, kept))
+    return res
 
-    def generate(self, histories: list[list[str]], # conversations so far; each ends with the other person's turn
-                 **decoding, # IMR's DecodeConfig fields and RA's block_repeats, frequency_penalty, rerank
-                ) -> list[str]:
-        "One reply per history: the filled skeleton, or the retrieved reply when its skeleton is not usable."
-        filled = self.fill(histories, **decoding)
-        self.last_stats = fib_stats(filled)                           # coverage and copy rate of this call
-        return [r.reply for r in filled]
+# %% ../nbs/08a_fib.ipynb #94b468b7
+@patch
+def generate(self: FIBChat, histories: list[list[str]], # conversations so far; each ends with the other person's turn
+             **decoding, # IMR's DecodeConfig fields and RA's block_repeats, frequency_penalty, rerank
+            ) -> list[str]:
+    "One reply per history: the filled skeleton, or the retrieved reply when its skeleton is not usable."
+    filled = self.fill(histories, **decoding)
+    self.last_stats = fib_stats(filled)                           # coverage and copy rate of this call
+    return [r.reply for r in filled]
 
-    def fit(self, train, validation=None, out_dir: str | Path | None = None, **args_overrides):
-        "Fine-tune the retrieval (RA's bi-encoder) unless it came from `fib.ra_model`; IMR is trained on its own."
-        if self.cfg.fib.ra_model: return None
-        return self.ra.fit(train, validation, out_dir, **args_overrides)
+# %% ../nbs/08a_fib.ipynb #1aad11f0
+@patch
+def fit(self: FIBChat, train, validation=None, out_dir: str | Path | None = None, **args_overrides):
+    "Fine-tune the retrieval (RA's bi-encoder) unless it came from `fib.ra_model`; IMR is trained on its own."
+    if self.cfg.fib.ra_model: return None
+    return self.ra.fit(train, validation, out_dir, **args_overrides)
 
-    def save(self, folder: str | Path) -> Path:
-        "Write config.yaml, the RA model (ra/), the IMR model (imr/) and the idf table to `folder`."
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-        self.ra.save(folder/"ra"); self.imr.save(folder/"imr"); self.idf.save(folder/"idf.json")
-        save_config(self.cfg, folder)
-        return folder
+# %% ../nbs/08a_fib.ipynb #0371eb45
+@patch
+def save(self: FIBChat, folder: str | Path) -> Path:
+    "Write config.yaml, the RA model (ra/), the IMR model (imr/) and the idf table to `folder`."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    self.ra.save(folder/"ra"); self.imr.save(folder/"imr"); self.idf.save(folder/"idf.json")
+    save_config(self.cfg, folder)
+    return folder
 
-    @classmethod
-    def load(cls, folder: str | Path) -> FIBChat:
-        "Read a folder written by `save` (offline)."
-        folder, cfg = Path(folder), read_config(folder, cls.variant)
-        return cls(RAChat.load(folder/"ra"), IMRChat.load(folder/"imr"), Idf.load(folder/"idf.json"), cfg)
+@patch(cls_method=True)
+def load(cls: FIBChat, folder: str | Path) -> FIBChat:
+    "Read a folder written by `save` (offline)."
+    folder, cfg = Path(folder), read_config(folder, cls.variant)
+    return cls(RAChat.load(folder/"ra"), IMRChat.load(folder/"imr"), Idf.load(folder/"idf.json"), cfg)
 
 # %% ../nbs/08a_fib.ipynb #a6b515b9
 def evaluate_fib(fib: FIBChat, sets: list[dict], # RA's saved candidate sets: their contexts and references

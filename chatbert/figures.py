@@ -15,6 +15,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from .core import file_mode
 from .evaluate import normalize
 from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, TRACE_EXAMPLE, _num, _run_command
 from .tables import system_label
@@ -48,7 +49,7 @@ def save_pdf(fig: Figure, path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".pdf"); os.close(fd)
     try:
         with style(): fig.savefig(tmp, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
-        os.replace(tmp, path)
+        os.chmod(tmp, file_mode()); os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path

@@ -5,42 +5,29 @@
 # %% ../nbs/07a_imr_decode.ipynb #a9b4e233
 from __future__ import annotations
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from .config import ConfigError, DecodeConfig, from_dict
+from .config import LENGTHS, ORDERS, SCHEDULES, ConfigError, DecodeConfig, validate_decoding
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'LENGTHS', 'ORDERS', 'decode_settings', 'temperature_at', 'rank_scores', 'choose_tokens', 'masked_after',
-           'rank_desc', 'n_to_commit', 'commit_and_remask', 'length_pmf', 'choose_lengths', 'Refined', 'on_canvas',
-           'refine', 'row_trace']
+__all__ = ['decode_settings', 'temperature_at', 'rank_scores', 'choose_tokens', 'masked_after', 'rank_desc', 'n_to_commit',
+           'commit_and_remask', 'length_pmf', 'choose_lengths', 'Refined', 'on_canvas', 'refine', 'row_trace']
 
 # %% ../nbs/07a_imr_decode.ipynb #3c83fc8a
-SCHEDULES = ("linear", "cosine", "threshold")
-LENGTHS = ("end", "head", "beam", "free")
-ORDERS = ("confidence", "margin", "entropy")
-
 def decode_settings(base: DecodeConfig, # the config's defaults (cfg.decode)
                     **overrides, # DecodeConfig field names
                    ) -> DecodeConfig:
-    "`base` with `overrides` applied and checked."
-    d = from_dict(DecodeConfig, {**asdict(base), **overrides}, "decode")
-    checks = [(d.schedule in SCHEDULES, f"decode.schedule must be one of {SCHEDULES}, got {d.schedule!r}"),
-              (d.length in LENGTHS, f"decode.length must be one of {LENGTHS}, got {d.length!r}"),
-              (d.order in ORDERS, f"decode.order must be one of {ORDERS}, got {d.order!r}"),
-              (d.steps >= 1, "decode.steps must be at least 1"),
-              (d.temperature > 0 and (d.temperature_end is None or d.temperature_end > 0), "temperatures must be > 0"),
-              (0 < d.top_p <= 1 and d.top_k >= 0, "decode.top_p must be in (0, 1] and decode.top_k >= 0"),
-              (0 < d.threshold <= 1, "decode.threshold must be in (0, 1]"),
-              (d.remask_budget >= 0 and d.length_beam >= 1, "decode.remask_budget >= 0 and decode.length_beam >= 1"),
-              (d.block_len >= 0 and d.canvas_penalty >= 0, "decode.block_len and decode.canvas_penalty must be >= 0"),
-              (1 <= d.min_new_tokens <= d.max_new_tokens, "decode needs 1 <= min_new_tokens <= max_new_tokens")]
-    for ok, msg in checks:
-        if not ok: raise ConfigError(msg)
+    "`base` with `overrides` applied and checked by `validate_decoding`, as in every variant."
+    unknown = sorted(set(overrides) - {f.name for f in fields(DecodeConfig)})
+    if unknown: raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(f.name for f in fields(DecodeConfig))}")
+    d = validate_decoding({**asdict(base), **overrides})
+    # a canvas always holds a reply token: an empty reply would be an end token in the first slot
+    if d.min_new_tokens < 1: raise ConfigError(f"Config key 'decode.min_new_tokens' must be at least 1 for IMR, got {d.min_new_tokens!r}")
     return d
 
 # %% ../nbs/07a_imr_decode.ipynb #3ebc5a82

@@ -10,22 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from fastcore.basics import patch
 
 from .backbone import OTHER, SELF, SPEAKER_MARKS, load_backbone, load_tokenizer, minilm_path
 from .chat import check_histories
-from .config import Config, DecodeConfig, from_dict, to_dict, read_config, save_config
-from .core import (cache_dir, environment_info, get_device, project_root, write_json_atomic, write_jsonl_atomic,
-                           write_text_atomic)
+from .config import Config, DecodeConfig, read_config, save_config, validate_decoding
+from .core import cache_dir, get_device, write_json_atomic
 from .data import encode_history, load_examples
-from .evaluate import generation_metrics, normalize
+from .evaluate import normalize
 
 # %% auto #0
-__all__ = ['RA_OPTIONS', 'CANDIDATE_SEED', 'N_NEGATIVES', 'context_text', 'reply_texts', 'backbone_source', 'prepare_tokenizer',
-           'bi_encoder', 'Pool', 'build_pool', 'encoder_fingerprint', 'encode_texts', 'pool_embeddings', 'search',
-           'frequency_penalty', 'blocked_ids', 'training_pairs', 'finetune_encoder', 'decoding_options',
-           'cross_encoder', 'RAChat', 'candidate_settings', 'candidate_sets', 'candidates_path', 'load_candidate_sets',
-           'rank_metrics', 'evaluate_ra', 'ra_experiment']
+__all__ = ['RA_OPTIONS', 'context_text', 'reply_texts', 'backbone_source', 'prepare_tokenizer', 'bi_encoder', 'Pool',
+           'build_pool', 'encoder_fingerprint', 'encode_texts', 'pool_embeddings', 'search', 'frequency_penalty',
+           'blocked_ids', 'training_pairs', 'finetune_encoder', 'decoding_options', 'cross_encoder', 'RAChat']
 
 # %% ../nbs/08_ra.ipynb #8173ebbf
 def context_text(history: list[str], # the conversation so far; the last turn is the other person's
@@ -209,7 +206,7 @@ def finetune_encoder(model, train_pairs, cfg: Config, out_dir: str | Path,
     if eval_pairs is not None: out["eval_loss_after"] = trainer.evaluate()["eval_loss"]
     return trainer, out
 
-# %% ../nbs/08_ra.ipynb #3b33d5cf
+# %% ../nbs/08_ra.ipynb #279ec773
 RA_OPTIONS = ("block_repeats", "frequency_penalty", "rerank")
 
 def decoding_options(cfg: Config, has_cross_encoder: bool, **decoding) -> dict:
@@ -220,8 +217,10 @@ def decoding_options(cfg: Config, has_cross_encoder: bool, **decoding) -> dict:
     d = dataclasses.asdict(cfg.decode) | {"block_repeats": cfg.ra.block_repeats, "frequency_penalty": cfg.ra.frequency_penalty,
                                           "rerank": has_cross_encoder} | decoding
     if d["rerank"] and not has_cross_encoder: raise ValueError("rerank=True needs a cross-encoder (set ra.cross_encoder)")
+    validate_decoding({k: d[k] for k in dataclasses.asdict(cfg.decode)})   # the same checks as every variant
     return d
 
+# %% ../nbs/08_ra.ipynb #9ff36185
 def cross_encoder(spec: str, # "backbone" or the folder of a cross-encoder
                   backbone: str, max_length: int, device: str | None = None,
                   seed: int = 0, # initialisation of an untrained scoring head
@@ -234,6 +233,7 @@ def cross_encoder(spec: str, # "backbone" or the folder of a cross-encoder
     ce.tokenizer.add_special_tokens({"additional_special_tokens": list(SPEAKER_MARKS)})
     return ce
 
+# %% ../nbs/08_ra.ipynb #4fd92ecc
 class RAChat:
     "ChatBERT-RA: a bi-encoder over the training-reply pool, with repeat blocking and optional rerank."
     variant = "ra"
@@ -278,217 +278,105 @@ class RAChat:
         return encode_texts(self.encoder, reply_texts(replies, self.tokenizer, self.cfg.data.max_reply_len),
                             self.cfg.ra.encode_batch_size)
 
-    def retrieve(self, histories: list[list[str]], k: int | None = None, # candidates per history (default ra.rerank_top_k)
-                 **decoding) -> list[list[tuple[int, float]]]:
-        "The best (pool index, score) pairs per history after blocking, penalty and (when on) cross-encoder rerank."
-        d = decoding_options(self.cfg, self.cross is not None, **decoding)
-        histories = check_histories(histories)
-        k = k or self.cfg.ra.rerank_top_k
-        blocked = [blocked_ids(self.pool, h) for h in histories] if d["block_repeats"] else None
-        penalty = frequency_penalty(self.pool, d["frequency_penalty"])
-        hits = search(self.encode_contexts(histories), self.embeddings, k, penalty, blocked)
-        if d["rerank"]: hits = self.rerank(histories, hits)
-        return hits
+# %% ../nbs/08_ra.ipynb #59035646
+@patch
+def retrieve(self: RAChat, histories: list[list[str]], k: int | None = None, # candidates per history (default ra.rerank_top_k)
+             **decoding) -> list[list[tuple[int, float]]]:
+    "The best (pool index, score) pairs per history after blocking, penalty and (when on) cross-encoder rerank."
+    d = decoding_options(self.cfg, self.cross is not None, **decoding)
+    histories = check_histories(histories)
+    k = k or self.cfg.ra.rerank_top_k
+    blocked = [blocked_ids(self.pool, h) for h in histories] if d["block_repeats"] else None
+    penalty = frequency_penalty(self.pool, d["frequency_penalty"])
+    hits = search(self.encode_contexts(histories), self.embeddings, k, penalty, blocked)
+    if d["rerank"]: hits = self.rerank(histories, hits)
+    return hits
 
-    def rerank(self, histories, hits: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
-        "Reorder each history's candidates by the cross-encoder's score of (context, reply)."
-        ctx = self.contexts(histories)
-        pairs = [(c, self.pool.texts[i]) for c, h in zip(ctx, hits) for i, _ in h]
-        scores = iter(self.cross.predict(pairs, show_progress_bar=False).tolist()) if pairs else iter(())
-        return [sorted(((i, next(scores)) for i, _ in h), key=lambda x: -x[1]) for h in hits]
+@patch
+def rerank(self: RAChat, histories, hits: list[list[tuple[int, float]]]) -> list[list[tuple[int, float]]]:
+    "Reorder each history's candidates by the cross-encoder's score of (context, reply)."
+    ctx = self.contexts(histories)
+    pairs = [(c, self.pool.texts[i]) for c, h in zip(ctx, hits) for i, _ in h]
+    scores = iter(self.cross.predict(pairs, show_progress_bar=False).tolist()) if pairs else iter(())
+    return [sorted(((i, next(scores)) for i, _ in h), key=lambda x: -x[1]) for h in hits]
 
-    def generate(self, histories: list[list[str]], # conversations so far; each ends with the other person's turn
-                 **decoding, # DecodeConfig fields (do_sample, temperature, top_k, seed); block_repeats, frequency_penalty, rerank
-                ) -> list[str]:
-        "One pool reply per history: the best, or sampled from the best candidates' scores."
-        d = decoding_options(self.cfg, self.cross is not None, **decoding)
-        hits = self.retrieve(histories, **decoding)
-        if not d["do_sample"]: return [self.pool.texts[h[0][0]] for h in hits]
-        g = torch.Generator().manual_seed(d["seed"])
-        out = []
-        for h in hits:
-            h = h[:d["top_k"]] if d["top_k"] else h
-            p = torch.tensor([s for _, s in h]).div(max(d["temperature"], 1e-6)).softmax(0)
-            out.append(self.pool.texts[h[int(torch.multinomial(p, 1, generator=g))][0]])
-        return out
-
-    def score(self, histories: list[list[str]], candidates: list[list[str]]) -> list[list[float]]:
-        "Bi-encoder score of every candidate reply of each history; each distinct reply is encoded once."
-        if len(candidates) != len(histories):
-            raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
-        uniq = list(dict.fromkeys(c for cs in candidates for c in cs))
-        where = {c: i for i, c in enumerate(uniq)}
-        q, r = self.encode_contexts(histories), self.encode_replies(uniq)
-        return [(r[[where[c] for c in cs]] @ q[b]).tolist() for b, cs in enumerate(candidates)]
-
-    def fit(self, train, validation=None, out_dir: str | Path | None = None, # examples; validation: loss before/after
-            **args_overrides):
-        "Fine-tune the bi-encoder on `train` examples (in-batch negatives); returns the trainer, summary in `fit_log`."
-        t = self.cfg.train
-        pairs = training_pairs(train, self.tokenizer, t.max_train_examples, t.seed)
-        val = training_pairs(validation, self.tokenizer, 500, t.seed) if validation is not None else None
-        out_dir = out_dir or tempfile.mkdtemp(prefix="ra-fit-")
-        trainer, self.fit_log = finetune_encoder(self.encoder, pairs, self.cfg, out_dir, val, **args_overrides)
-        self._emb = None                                              # the pool is encoded again by the new weights
-        return trainer
-
-    def ranking_metrics(self, examples=None, # DatasetDict of cfg.data (needed only to draw a missing candidate file)
-                        path: str | Path | None = None) -> dict:
-        "Ranking metrics on the saved candidate sets of this config's data (see `load_candidate_sets`)."
-        sets = load_candidate_sets(self.cfg, examples, path)
-        return rank_metrics(self.score([s["context"] for s in sets], [[s["reply"]] + s["negatives"] for s in sets]))
-
-    def save(self, folder: str | Path) -> Path:
-        "Write config.yaml, the bi-encoder, the cross-encoder (if any), the pool and its embeddings to `folder`."
-        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save(str(folder/"bi_encoder"))
-        if self.cross is not None: self.cross.save(str(folder/"cross_encoder"))
-        self.pool.save(folder/"pool.json")
-        np.save(folder/"pool_embeddings.npy", self.embeddings.numpy())
-        write_json_atomic({"fingerprint": encoder_fingerprint(self.encoder)}, folder/"pool_embeddings.json")
-        save_config(self.cfg, folder)
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> RAChat:
-        "Read a folder written by `save`; needs nothing but the folder (works offline)."
-        from sentence_transformers import CrossEncoder, SentenceTransformer
-        folder, cfg = Path(folder), read_config(folder, cls.variant)
-        device = str(get_device(cfg.train.device))
-        try:
-            enc = prepare_tokenizer(SentenceTransformer(str(folder/"bi_encoder"), device=device, local_files_only=True),
-                                    cfg.data.max_context_len + 2)
-            pool = Pool.load(folder/"pool.json")
-            cross = CrossEncoder(str(folder/"cross_encoder"), device=device) if (folder/"cross_encoder").is_dir() else None
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            raise OSError(f"{folder}: the saved RA model cannot be read ({type(e).__name__}: {e})") from e
-        emb = None
-        if (folder/"pool_embeddings.npy").is_file() and (folder/"pool_embeddings.json").is_file():
-            if json.loads((folder/"pool_embeddings.json").read_text())["fingerprint"] == encoder_fingerprint(enc):
-                emb = torch.from_numpy(np.load(folder/"pool_embeddings.npy"))
-        return cls(enc, pool, cfg, cross, emb if emb is not None and emb.shape[0] == len(pool) else None)
-
-# %% ../nbs/08_ra.ipynb #2271560c
-CANDIDATE_SEED = 0     # the one seed of every saved candidate set
-N_NEGATIVES = 99
-
-def candidate_settings(cfg: Config) -> dict:
-    "What a candidate file depends on: the data settings that pick the test examples, and the sample."
-    d = cfg.data
-    return {"source": d.source, "path": d.path, "context_turns": d.context_turns, "val_percent": d.val_percent,
-            "test_percent": d.test_percent, "max_conversations": d.max_conversations, "use_persona": d.use_persona,
-            "contexts": cfg.ra.eval_contexts, "negatives": N_NEGATIVES, "seed": CANDIDATE_SEED}
-
-def candidate_sets(test, # the test split's examples (context, reply, conv_id, turn)
-                   n: int = 500, # test examples sampled
-                   negatives: int = N_NEGATIVES, seed: int = CANDIDATE_SEED,
-                   extra: list[str] = (), # replies to top up from when the test split has too few distinct ones
-                  ) -> list[dict]:
-    "For a seeded sample of test examples: context, reply and `negatives` distinct negative replies."
-    rng = random.Random(seed)
-    idx = sorted(rng.sample(range(len(test)), min(n, len(test))))
-    sample = test.select(idx)
-    by_key: dict[str, str] = {}                          # normalised -> first spelling
-    for j, r in enumerate([*sample["reply"], *test["reply"], *extra]):
-        if j >= len(sample) and len(by_key) > negatives: break          # the sample's replies, then a top-up if needed
-        if k := normalize(r): by_key.setdefault(k, r.strip())
-    if len(by_key) <= negatives: raise ValueError(f"only {len(by_key)} distinct replies: cannot draw {negatives} negatives")
-    keys = sorted(by_key)
+# %% ../nbs/08_ra.ipynb #c1c21016
+@patch
+def generate(self: RAChat, histories: list[list[str]], # conversations so far; each ends with the other person's turn
+             **decoding, # DecodeConfig fields (do_sample, temperature, top_k, seed); block_repeats, frequency_penalty, rerank
+            ) -> list[str]:
+    "One pool reply per history: the best, or sampled from the best candidates' scores."
+    d = decoding_options(self.cfg, self.cross is not None, **decoding)
+    hits = self.retrieve(histories, **decoding)
+    if not d["do_sample"]: return [self.pool.texts[h[0][0]] for h in hits]
+    g = torch.Generator().manual_seed(d["seed"])
     out = []
-    for ex in sample:
-        neg = [k for k in rng.sample(keys, negatives + 1) if k != normalize(ex["reply"])][:negatives]
-        out.append({"conv_id": ex["conv_id"], "turn": ex["turn"], "context": ex["context"], "reply": ex["reply"],
-                    "negatives": [by_key[k] for k in neg]})
+    for h in hits:
+        h = h[:d["top_k"]] if d["top_k"] else h
+        p = torch.tensor([s for _, s in h]).div(max(d["temperature"], 1e-6)).softmax(0)
+        out.append(self.pool.texts[h[int(torch.multinomial(p, 1, generator=g))][0]])
     return out
 
-def candidates_path(cfg: Config) -> Path:
-    "results/ra/candidates_<source>[_c<max_conversations>]_test.json"
-    stem = cfg.data.source + (f"_c{cfg.data.max_conversations}" if cfg.data.max_conversations else "")
-    return project_root()/"results"/"ra"/f"candidates_{stem}_test.json"
+# %% ../nbs/08_ra.ipynb #771aeba3
+@patch
+def score(self: RAChat, histories: list[list[str]], candidates: list[list[str]]) -> list[list[float]]:
+    "Bi-encoder score of every candidate reply of each history; each distinct reply is encoded once."
+    if len(candidates) != len(histories):
+        raise ValueError(f"{len(histories)} histories but {len(candidates)} candidate lists")
+    uniq = list(dict.fromkeys(c for cs in candidates for c in cs))
+    where = {c: i for i, c in enumerate(uniq)}
+    q, r = self.encode_contexts(histories), self.encode_replies(uniq)
+    return [(r[[where[c] for c in cs]] @ q[b]).tolist() for b, cs in enumerate(candidates)]
 
-def load_candidate_sets(cfg: Config, examples=None, # DatasetDict of cfg.data (loaded when the file must be made)
-                        path: str | Path | None = None, # default: `candidates_path(cfg)`
-                       ) -> list[dict]:
-    "The saved candidate sets of cfg's data: read if present (settings checked), else drawn once and written."
-    path = Path(path) if path else candidates_path(cfg)
-    want = candidate_settings(cfg)
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        got = saved["settings"]
-        diff = {k: (got.get(k), v) for k, v in want.items()
-                if got.get(k) != v and not (k == "context_turns" and got.get(k, 0) >= v)}   # more turns serve fewer
-        if diff: raise ValueError(f"{path} was drawn for other settings (saved, wanted): {diff}; pass another path or delete it")
-        return [e | {"negatives": [saved["replies"][j] for j in e["negatives"]]} for e in saved["examples"]]
-    if examples is None: examples = load_examples(cfg.data, load_tokenizer(cfg.model.backbone))
-    sets = candidate_sets(examples["test"], cfg.ra.eval_contexts, N_NEGATIVES, CANDIDATE_SEED, extra=examples["train"]["reply"])
-    replies = sorted({r for e in sets for r in e["negatives"]})     # each negative text once; examples point into it
-    at = {r: j for j, r in enumerate(replies)}
-    rows = [e | {"negatives": [at[r] for r in e["negatives"]]} for e in sets]
-    write_text_atomic(json.dumps({"settings": want, "replies": replies}, ensure_ascii=False)[:-1] + ', "examples": [\n'
-                      + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]}\n", path)
-    return sets
+# %% ../nbs/08_ra.ipynb #48de56cf
+@patch
+def fit(self: RAChat, train, validation=None, out_dir: str | Path | None = None, # examples; validation: loss before/after
+        **args_overrides):
+    "Fine-tune the bi-encoder on `train` examples (in-batch negatives); returns the trainer, summary in `fit_log`."
+    t = self.cfg.train
+    pairs = training_pairs(train, self.tokenizer, t.max_train_examples, t.seed)
+    val = training_pairs(validation, self.tokenizer, 500, t.seed) if validation is not None else None
+    out_dir = out_dir or tempfile.mkdtemp(prefix="ra-fit-")
+    trainer, self.fit_log = finetune_encoder(self.encoder, pairs, self.cfg, out_dir, val, **args_overrides)
+    self._emb = None                                              # the pool is encoded again by the new weights
+    return trainer
 
-def rank_metrics(scores: list[list[float]], # per example: the true reply's score first, then the negatives'
-                ) -> dict:
-    "hits@1 of 20 and of 100 candidates and MRR (100), ties counted against the true reply."
-    s = torch.tensor(scores)                                        # (examples, 1 + negatives)
-    worse = s[:, 1:] >= s[:, :1]
-    r20, r100 = 1 + worse[:, :19].sum(1), 1 + worse.sum(1)
-    return {"hits@1/20": float((r20 == 1).float().mean()), "hits@1/100": float((r100 == 1).float().mean()),
-            "hits@5/100": float((r100 <= 5).float().mean()), "mrr": float((1 / r100.float()).mean()),
-            "mrr@20": float((1 / r20.float()).mean()), "ranking_n": len(scores)}
+# %% ../nbs/08_ra.ipynb #e1501017
+@patch
+def ranking_metrics(self: RAChat, examples=None, # DatasetDict of cfg.data (needed only to draw a missing candidate file)
+                    path: str | Path | None = None) -> dict:
+    "Ranking metrics on the saved candidate sets of this config's data (`chatbert.ra_eval.ranking_metrics`)."
+    from chatbert import ra_eval     # imported when called: ra_eval imports this module
+    return ra_eval.ranking_metrics(self, examples, path)
 
-# %% ../nbs/08_ra.ipynb #32f921e7
-def evaluate_ra(chat: RAChat, sets: list[dict], bertscore=None, # an `evaluate.BertScore`, or None to skip it
-                **decoding) -> tuple[dict, list[str]]:
-    "Ranking metrics on `sets` and generation metrics of the full-pool replies; returns (metrics, replies)."
-    hist = [s["context"] for s in sets]
-    ranking = rank_metrics(chat.score(hist, [[s["reply"]] + s["negatives"] for s in sets]))
-    chat.embeddings                                                   # the pool is encoded (or read) before timing
-    t0 = time.perf_counter(); hyps = chat.generate(hist, **decoding); dt = time.perf_counter() - t0
-    refs = [s["reply"] for s in sets]
-    gen = generation_metrics(hyps, refs, bertscore)
-    exact = float(np.mean([normalize(h) == normalize(r) for h, r in zip(hyps, refs)]))
-    return {**ranking, **gen, "exact_match": exact, "latency_ms": 1000 * dt / len(hist), "pool_size": len(chat.pool)}, hyps
+# %% ../nbs/08_ra.ipynb #ed4bfa83
+@patch
+def save(self: RAChat, folder: str | Path) -> Path:
+    "Write config.yaml, the bi-encoder, the cross-encoder (if any), the pool and its embeddings to `folder`."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    self.encoder.save(str(folder/"bi_encoder"))
+    if self.cross is not None: self.cross.save(str(folder/"cross_encoder"))
+    self.pool.save(folder/"pool.json")
+    np.save(folder/"pool_embeddings.npy", self.embeddings.numpy())
+    write_json_atomic({"fingerprint": encoder_fingerprint(self.encoder)}, folder/"pool_embeddings.json")
+    save_config(self.cfg, folder)
+    return folder
 
-def ra_experiment(cfg: Config, out_dir: str | Path | None = None, # results folder (default results/ra/<cfg.name>)
-                  finetune: bool = True, # also fine-tune and evaluate again
-                  bertscore: bool = False, # add BERTScore (minilm, idf and baseline from training replies)
-                  candidates: str | Path | None = None, # candidate file (default `candidates_path(cfg)`)
-                  samples: int = 50, # example replies written to samples.jsonl
-                 ) -> dict:
-    "Zero-shot (and fine-tuned) RA on cfg's data: metrics.json, samples.jsonl, config.yaml, env.json in `out_dir`."
-    from chatbert.evaluate import BertScore
-    t_start = time.time()
-    def log(msg): print(f"[ra {time.time() - t_start:7.1f}s] {msg}", flush=True)
-    out_dir = Path(out_dir) if out_dir else project_root()/"results"/"ra"/cfg.name
-    examples = load_examples(cfg.data, load_tokenizer(cfg.model.backbone))
-    sets = load_candidate_sets(cfg, examples, candidates)
-    bs = BertScore(examples["train"]["reply"]) if bertscore else None
-    chat = RAChat.from_config(cfg, examples=examples)
-    log(f"{len(sets)} test contexts, pool of {len(chat.pool)} training replies; encoding the pool")
-    t0 = time.time(); chat.embeddings; enc_s = time.time() - t0
-    log("zero-shot evaluation")
-    t0 = time.time(); zero, zero_hyps = evaluate_ra(chat, sets, bs)
-    res = {"zero_shot": zero | {"eval_seconds": time.time() - t0, "pool_encode_seconds": enc_s}}
-    log({k: round(v, 4) for k, v in zero.items() if k in ("hits@1/20", "hits@1/100", "mrr", "exact_match")})
-    rows = [{"context": s["context"], "reference": s["reply"], "zero_shot": h} for s, h in zip(sets, zero_hyps)]
-    if finetune:
-        log("fine-tuning")
-        chat.fit(examples["train"], examples["validation"], cache_dir("ra", "runs", cfg.name)); res["finetune"] = chat.fit_log
-        log({k: v for k, v in res["finetune"].items() if k != "log"})
-        t0 = time.time(); chat.embeddings; enc_s = time.time() - t0
-        log("fine-tuned evaluation")
-        t0 = time.time(); tuned, tuned_hyps = evaluate_ra(chat, sets, bs)
-        res["fine_tuned"] = tuned | {"eval_seconds": time.time() - t0, "pool_encode_seconds": enc_s}
-        log({k: round(v, 4) for k, v in tuned.items() if k in ("hits@1/20", "hits@1/100", "mrr", "exact_match")})
-        for r, h in zip(rows, tuned_hyps): r["fine_tuned"] = h
-        chat.save(cache_dir("ra", "models", cfg.name))
-    cand = Path(candidates) if candidates else candidates_path(cfg)
-    res |= {"config": cfg.name, "candidates": os.path.relpath(cand, project_root()), "contexts": len(sets),
-            "pool_size": len(chat.pool), "wall_seconds": time.time() - t_start}
-    write_json_atomic(res, out_dir/"metrics.json")
-    write_jsonl_atomic(rows[:samples], out_dir/"samples.jsonl")
-    write_text_atomic(yaml.safe_dump(to_dict(chat.cfg), sort_keys=False), out_dir/"config.yaml")
-    write_json_atomic(environment_info(get_device(cfg.train.device)), out_dir/"env.json")
-    return res
+@patch(cls_method=True)
+def load(cls: RAChat, folder: str | Path) -> RAChat:
+    "Read a folder written by `save`; needs nothing but the folder (works offline)."
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    folder, cfg = Path(folder), read_config(folder, cls.variant)
+    device = str(get_device(cfg.train.device))
+    try:
+        enc = prepare_tokenizer(SentenceTransformer(str(folder/"bi_encoder"), device=device, local_files_only=True),
+                                cfg.data.max_context_len + 2)
+        pool = Pool.load(folder/"pool.json")
+        cross = CrossEncoder(str(folder/"cross_encoder"), device=device) if (folder/"cross_encoder").is_dir() else None
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        raise OSError(f"{folder}: the saved RA model cannot be read ({type(e).__name__}: {e})") from e
+    emb = None
+    if (folder/"pool_embeddings.npy").is_file() and (folder/"pool_embeddings.json").is_file():
+        if json.loads((folder/"pool_embeddings.json").read_text())["fingerprint"] == encoder_fingerprint(enc):
+            emb = torch.from_numpy(np.load(folder/"pool_embeddings.npy"))
+    return cls(enc, pool, cfg, cross, emb if emb is not None and emb.shape[0] == len(pool) else None)

@@ -8,7 +8,6 @@ import contextlib, dataclasses, hashlib, json, os, re, shutil, sys, time
 from pathlib import Path
 
 import yaml
-from transformers import TrainerCallback
 
 from .config import (Config, ConfigError, from_dict, load_config, parse_overrides, read_config, resolve_path,
                              to_dict, validate_config)
@@ -19,10 +18,9 @@ __all__ = ['STAMP', 'INPUT_ERRORS', 'RESCORING_KEYS', 'RunError', 'override_suff
            'relative', 'from_repo', 'finished', 'claim_run_dir', 'model_settings', 'config_changes',
            'skip_incomplete_checkpoints', 'claim_checkpoints', 'find_run', 'model_dir', 'resolve_model', 'base_run',
            'run_model', 'backbone_positions', 'positions_needed', 'check_positions', 'check_device', 'preflight',
-           'with_resolved_models', 'check_examples', 'duration', 'examples_per_step', 'examples_seen',
-           'ProgressCallback', 'rank', 'world_size', 'is_main_process', 'main_process_first', 'NotebookFailed',
-           'run_notebook', 'is_input_error', 'error_line', 'report_errors', 'apply_overrides', 'check_rescoring',
-           'plan_run']
+           'with_resolved_models', 'check_examples', 'rank', 'world_size', 'is_main_process', 'main_process_first',
+           'NotebookFailed', 'run_notebook', 'is_input_error', 'error_line', 'report_errors', 'apply_overrides',
+           'check_rescoring', 'plan_run']
 
 # %% ../nbs/09c_runs.ipynb #05c93771
 class RunError(ValueError):
@@ -293,48 +291,6 @@ def check_examples(dd, cfg: Config) -> dict[str, int]:
                       f"examples ({convs} usable conversations with two speakers and two turns or more); each split needs "
                       f"at least one: add conversations (the hash split puts data.val_percent and data.test_percent of them "
                       f"aside), or give a folder with train.jsonl, validation.jsonl and test.jsonl")
-
-# %% ../nbs/09c_runs.ipynb #23ec6da3
-def duration(seconds: float) -> str:
-    "`3m10s`, `41m`, `1h05m`: short, readable durations."
-    s = int(round(max(0.0, seconds)))
-    if s < 60: return f"{s}s"
-    if s < 600: return f"{s // 60}m{s % 60:02d}s"
-    if s < 3600: return f"{round(s / 60)}m"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-def examples_per_step(args) -> int:
-    "Training examples per optimizer step: per-device batch x gradient accumulation x processes."
-    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, getattr(args, "world_size", 1))
-
-def examples_seen(trainer) -> int:
-    "Training examples the optimizer has seen: optimizer steps x examples per step (0 without a trainer)."
-    if trainer is None or getattr(trainer, "state", None) is None: return 0
-    return trainer.state.global_step * examples_per_step(trainer.args)
-
-# %% ../nbs/09c_runs.ipynb #b91d29a0
-class ProgressCallback(TrainerCallback):
-    "Plain-text progress: `step 120/2100 | loss 3.41 | lr 2.9e-04 | 14.2 ex/s | elapsed 3m10s | ETA 41m`."
-    def __init__(self, print_fn=None): self.print_fn = print_fn or (lambda s: print(s, flush=True))
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0, self.step0 = time.time(), state.global_step
-
-    def _where(self, state) -> tuple[str, float]:
-        elapsed = time.time() - self.t0
-        return f"step {state.global_step}/{state.max_steps}", elapsed
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or not hasattr(self, "t0"): return
-        where, elapsed = self._where(state)
-        done = state.global_step - self.step0
-        if "loss" in logs:
-            rate = done * examples_per_step(args) / elapsed if elapsed > 0 else 0.0
-            eta = elapsed / done * (state.max_steps - state.global_step) if done else 0.0
-            lr = f" | lr {logs['learning_rate']:.1e}" if "learning_rate" in logs else ""
-            self.print_fn(f"{where} | loss {logs['loss']:.2f}{lr} | {rate:.1f} ex/s | elapsed {duration(elapsed)} | ETA {duration(eta)}")
-        if "eval_loss" in logs:
-            self.print_fn(f"{where} | validation loss {logs['eval_loss']:.3f} | elapsed {duration(elapsed)}")
 
 # %% ../nbs/09c_runs.ipynb #25ab877b
 def rank() -> int: return int(os.environ.get("RANK", "0"))

@@ -4,18 +4,20 @@
 
 # %% ../nbs/12_serve.ipynb #f35b9860
 from __future__ import annotations
-import html, os, queue, sys, threading, time
+import os, queue, sys, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
-import torch
+from .browser import browser_check
+from .canvas_view import CSS, LEGEND, SLOT, LiveFrames, canvas_html, parse_template, tap, tokens_row, trace_frames
 
 # %% auto #0
-__all__ = ['MAX_CHARS', 'HOST', 'CSS', 'LEGEND', 'SLOT', 'THEME', 'CHROMIUM', 'CHROMEDRIVER', 'CHROMIUM_FLAGS', 'check_message',
-           'System', 'ServeError', 'load_systems', 'taken_back', 'trace_frames', 'conf_colour', 'canvas_html',
-           'StepTap', 'tap', 'LiveFrames', 'parse_template', 'deliberate', 'stream', 'controls_of', 'build_app',
-           'launch', 'browser', 'browser_check', 'serve', 'serve_command']
+__all__ = ['MAX_CHARS', 'HOST', 'THEME', 'check_message', 'System', 'ServeError', 'load_systems', 'deliberate', 'stream',
+           'controls_of', 'decoding_controls', 'chat_tab', 'compare_tab', 'chat_request', 'chat_done', 'chat_handler',
+           'switch_handler', 'wire_chat', 'compare_handler', 'wire_compare', 'build_app', 'launch', 'serve',
+           'serve_command']
 
 # %% ../nbs/12_serve.ipynb #0fc1fcbd
 MAX_CHARS = 500        # longest message the demo accepts, in characters
@@ -70,179 +72,6 @@ def load_systems(folders: list[str | Path], # run folders (results/runs/<name>) 
     if errors: raise ServeError("cannot load " + "; ".join(errors))
     return systems
 
-# %% ../nbs/12_serve.ipynb #fdf34027
-def _tokens_row(tokens: list[str], conf: list[float], new: set, remasked: set, pinned: set, end: str) -> list[dict]:
-    "Canvas cells up to the end of the reply: trailing end tokens after the first are dropped."
-    last = len(tokens)
-    while last > 1 and tokens[last - 1] == end and tokens[last - 2] == end: last -= 1
-    cells = []
-    for j in range(last):
-        state = ("pinned" if j in pinned else "remasked" if j in remasked else "mask" if tokens[j] == "[MASK]"
-                 else "new" if j in new else "kept")
-        cells.append(dict(token=tokens[j], conf=None if conf is None else float(conf[j]), state=state, end=tokens[j] == end))
-    return cells
-
-def taken_back(row: list[dict], before: list[dict]) -> list[dict]:
-    "`row` whose re-masked cells show the token they lost (the one in `before`, the step's previous row)."
-    return [dict(c, token=before[j]["token"]) if c["state"] == "remasked" and j < len(before) else c for j, c in enumerate(row)]
-
-def trace_frames(trace: list[dict], # one reply's trace (IMRChat.generate(trace=True)): tokens, confidence, committed, remasked
-                 end: str = "[SEP]", # the end token
-                 pinned: set = frozenset(), # canvas positions the user pinned
-                 steps: int | None = None, # the most steps decoding could take (default: the steps taken)
-                ) -> list[dict]:
-    "One frame per refinement step: the canvas as cells (token, confidence, state)."
-    frames, before = [], []
-    for i, e in enumerate(trace):
-        row = taken_back(_tokens_row(e["tokens"], e["confidence"], set(e["committed"]), set(e["remasked"]), set(pinned), end),
-                         before)
-        frames.append(dict(step=i + 1, steps=steps or len(trace), rows=[row])); before = row
-    return frames
-
-# %% ../nbs/12_serve.ipynb #32a87773
-CSS = """
-.canvas {font-family: ui-monospace, monospace; line-height: 2.2em}
-.canvas .tok {padding: 2px 5px; margin: 0 2px; border-radius: 4px; border: 1px solid transparent; color: #111}
-.canvas .piece {margin-left: -3px}
-.canvas .mask {background: #e5e7eb; color: #6b7280}
-.canvas .new {border: 2px solid #111; font-weight: 700}
-.canvas .remasked {background: #fee2e2; color: #b91c1c; text-decoration: line-through; border: 1px dashed #b91c1c}
-.canvas .pinned {border: 2px solid #2563eb}
-.canvas .end {color: #6b7280}
-.canvas .meta {font-family: ui-sans-serif, system-ui, sans-serif; color: #374151; margin-bottom: 4px}
-.canvas .row {font-size: 1.25em; margin-bottom: 10px}
-.canvas .steps {border-top: 1px solid #e5e7eb; padding-top: 6px}
-.canvas .past {font-size: 0.8em; line-height: 1.9em; opacity: 0.85}
-.canvas .past .k {display: inline-block; width: 2.2em; color: #6b7280; font-family: ui-sans-serif, system-ui, sans-serif}
-"""
-
-def conf_colour(c: float) -> str:
-    "Background colour of a token of confidence `c` in [0, 1]: red (unsure) through yellow to green (sure)."
-    return f"hsl({round(120 * max(0.0, min(1.0, c)))}, 75%, 82%)"
-
-def _cell_html(cell: dict) -> str:
-    tok, state = cell["token"], cell["state"]
-    if state == "mask": return '<span class="tok mask">_</span>'
-    if state == "remasked": return f'<span class="tok remasked" title="re-masked">{html.escape(tok)}</span>'
-    if cell["end"]: return '<span class="tok end" title="end of reply">⏎</span>'
-    conf = cell["conf"]
-    piece = tok.startswith("##") and len(tok) > 2
-    cls = " ".join(["tok", state] + (["piece"] if piece else []))
-    text = html.escape(tok[2:] if piece else tok)
-    if conf is None: return f'<span class="{cls}">{text}</span>'
-    return f'<span class="{cls}" style="background:{conf_colour(conf)}" title="p={conf:.2f}">{text}</span>'
-
-def _row_html(row: list[dict]) -> str: return "".join(_cell_html(c) for c in row)
-
-def canvas_html(frames: list[dict] | dict | None, # the frames so far (`trace_frames`), the last one shown large
-                note: str = "") -> str:
-    "The canvas as HTML: the current step large, the earlier steps small above it; colour is confidence."
-    frames = [frames] if isinstance(frames, dict) else list(frames or [])
-    if not frames: return f'<div class="canvas"><div class="meta">{html.escape(note or "the reply canvas appears here")}</div></div>'
-    cur = frames[-1]
-    counts = {s: sum(c["state"] == s for r in cur["rows"] for c in r) for s in ("new", "remasked", "mask")}
-    meta = (f'step {cur["step"]} / {cur["steps"]} · {counts["new"]} committed · {counts["remasked"]} re-masked · '
-            f'{counts["mask"]} still masked' + (f" · {note}" if note else ""))
-    past = "".join(f'<div class="past"><span class="k">{f["step"]}</span>{"".join(_row_html(r) for r in f["rows"][:1])}</div>'
-                   for f in frames[:-1])
-    rows = "".join(f'<div class="row">{_row_html(r)}</div>' for r in cur["rows"])
-    return f'<div class="canvas"><div class="meta">{html.escape(meta)}</div>{rows}<div class="steps">{past}</div></div>'
-
-LEGEND = ("Colour: the probability the model gave the token when it committed it (red unsure, green sure). "
-          "**Bold outline**: committed at this step. ~~Struck out~~: re-masked at this step. `_`: still masked. "
-          "Blue outline: a word you pinned. ⏎: end of the reply.")
-
-# %% ../nbs/12_serve.ipynb #424426fd
-class StepTap:
-    "Watches an `IMRChat` decode: calls the thread's `on_logits(canvas, rows, logits)` before each refinement step."
-    def __init__(self, imr):
-        self.local = threading.local()
-        if getattr(imr, "_serve_tap", None) is not None: raise ValueError("this IMRChat is already tapped")
-        inner = imr._logits_fn
-        def logits_fn(*args, **kwargs):
-            fn = inner(*args, **kwargs)
-            def watched(canvas, rows):
-                logits = fn(canvas, rows)
-                if (cb := getattr(self.local, "on_logits", None)) is not None: cb(canvas, rows, logits)
-                return logits
-            return watched
-        imr._logits_fn, imr._serve_tap = logits_fn, self
-
-    def watch(self, on_logits: Callable | None):
-        "Set (or clear, with None) this thread's observer."
-        self.local.on_logits = on_logits
-
-def tap(imr) -> StepTap | None:
-    "The `StepTap` of `imr` (made on first use), or None when this IMRChat has no `_logits_fn` to watch."
-    if getattr(imr, "_serve_tap", None) is not None: return imr._serve_tap
-    return StepTap(imr) if callable(getattr(imr, "_logits_fn", None)) else None
-
-# %% ../nbs/12_serve.ipynb #016ad554
-class LiveFrames:
-    "Turns what `StepTap` sees into frames: the canvas after each step, confidences as `refine` records them."
-    def __init__(self, imr, decoding: dict, emit: Callable):
-        from chatbert.imr_decode import decode_settings
-        self.d, self.emit = decode_settings(imr.cfg.decode, **decoding), emit
-        self.tok, self.mask_id, self.end_id = imr.tokenizer, imr.mask_id, imr.end_id
-        self.end = imr.tokenizer.convert_ids_to_tokens(imr.end_id)
-        self.calls, self.prev = 0, None       # prev: (rows, canvas, logits) of the last call
-        self.conf: dict[int, torch.Tensor] = {}   # row -> confidences so far
-        self.fixed: dict[int, set] = {}            # row -> positions given before the first step (pinned words, end padding)
-        self.rows: dict[int, list] = {}            # row -> its cells in the last frame
-
-    def probs_of(self, logits: torch.Tensor, tokens: torch.Tensor, step: int) -> torch.Tensor:
-        "Probability of `tokens` (b, C) under `logits` (b, C, V) with the step's temperature, top-k and top-p."
-        from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
-        from chatbert.imr_decode import temperature_at
-        b, C, V = logits.shape
-        s = logits.reshape(b * C, V).float() / temperature_at(step, self.d.steps, self.d.temperature, self.d.temperature_end)
-        if self.d.top_k: s = TopKLogitsWarper(self.d.top_k)(None, s)
-        if self.d.top_p < 1: s = TopPLogitsWarper(self.d.top_p)(None, s)
-        return s.softmax(-1).gather(1, tokens.reshape(b * C, 1)).view(b, C)
-
-    def __call__(self, canvas: torch.Tensor, rows: torch.Tensor, logits: torch.Tensor):
-        canvas, rows = canvas.detach().cpu(), rows.detach().cpu().tolist()
-        masked = canvas == self.mask_id
-        new, re = torch.zeros_like(masked), torch.zeros_like(masked)
-        if self.prev is not None:
-            prows, pcanvas, plogits = self.prev
-            idx = [prows.index(r) for r in rows]
-            was = pcanvas[idx] == self.mask_id
-            new, re = was & ~masked, ~was & masked
-            p = self.probs_of(plogits[idx], canvas.clamp(min=0), self.calls - 1)
-        out = []
-        for i, r in enumerate(rows):
-            if r not in self.fixed: self.fixed[r] = set((~masked[i] & (canvas[i] != self.end_id)).nonzero().flatten().tolist())
-            c = self.conf.get(r, (~masked[i]).float())
-            if self.prev is not None: c = torch.where(new[i], p[i], c).masked_fill(re[i], 0.0)
-            self.conf[r] = c
-            toks = self.tok.convert_ids_to_tokens(canvas[i].tolist())
-            row = _tokens_row(toks, c.tolist(), set(new[i].nonzero().flatten().tolist()),
-                              set(re[i].nonzero().flatten().tolist()), self.fixed[r], self.end)
-            if r in self.rows: row = taken_back(row, self.rows[r])
-            self.rows[r] = row; out.append(row)
-        self.prev = (rows, canvas, logits.detach().float().cpu())
-        self.emit(dict(step=self.calls, steps=self.d.steps, rows=out))
-        self.calls += 1
-
-# %% ../nbs/12_serve.ipynb #b6540554
-SLOT = "_"
-
-def parse_template(text: str | None, # words to pin and `_` for each free token, e.g. "i _ _ pizza _"
-                   tokenizer, size: int, # the canvas positions a reply may take (canvas_len - 1)
-                  ) -> list[int | None] | None:
-    "Template token ids (None for a slot) for `IMRChat.infill`, or None when `text` is blank; a ValueError explains a bad one."
-    words = str(text or "").split()
-    if not words: return None
-    out: list[int | None] = []
-    for w in words:
-        if w == SLOT: out.append(None)
-        else: out += tokenizer(w, add_special_tokens=False)["input_ids"]
-    if None not in out: raise ValueError(f"The template has no slot: write {SLOT} for each token the model should fill.")
-    if len(out) > size:
-        raise ValueError(f"The template takes {len(out)} tokens; the reply canvas holds {size}.")
-    return out
-
 # %% ../nbs/12_serve.ipynb #d3fe5694
 def deliberate(system: System, history: list[str], # the conversation; its last turn is the user's
                decoding: dict | None = None, # DecodeConfig fields for IMR and FIB (others use their run's settings)
@@ -276,7 +105,7 @@ def deliberate(system: System, history: list[str], # the conversation; its last 
                 filled = system.chat.fill([history], **decoding)[0]
                 reply, toks = filled.reply, imr.tokenizer.convert_ids_to_tokens(list(filled.tokens))
                 kept = {j for j, k in enumerate(filled.kept) if k}
-                frames.append(dict(step=len(frames), steps=len(frames), rows=[_tokens_row(toks, None, set(), set(), kept, "[SEP]")]))
+                frames.append(dict(step=len(frames), steps=len(frames), rows=[tokens_row(toks, None, set(), set(), kept, "[SEP]")]))
             else: reply = system.chat.generate([history])[0]
         finally:
             if watcher is not None: watcher.watch(None)
@@ -324,127 +153,191 @@ def _readable(e: Exception, name: str) -> str:
 
 THEME = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])  # no web fonts
 
-# %% ../nbs/12_serve.ipynb #f6bc0b91
+# %% ../nbs/12_serve.ipynb #e6f1194e
+def decoding_controls(c: dict, # `controls_of` a system: values and whether they can be changed
+                      step_delay: float, # default seconds between two shown steps
+                     ) -> tuple:
+    "The decoding accordion: steps, schedule, length, temperature, sample, re-mask, and the pace of the shown steps."
+    with gr.Accordion("decoding (IMR and FIB; defaults are the run's own)", open=True):
+        steps = gr.Slider(1, 64, value=c["steps"], step=1, label="steps", interactive=c["interactive"])
+        schedule = gr.Radio(["cosine", "linear", "threshold"], value=c["schedule"], label="schedule",
+                            interactive=c["interactive"])
+        length = gr.Radio(["end", "head", "beam", "free"], value=c["length"], label="length",
+                          interactive=c["interactive"])
+        temperature = gr.Slider(0.1, 2.0, value=c["temperature"], step=0.05, label="temperature",
+                                interactive=c["interactive"])
+        with gr.Row():
+            do_sample = gr.Checkbox(c["do_sample"], label="sample", interactive=c["interactive"])
+            remask = gr.Checkbox(c["remask"], label="re-mask weak tokens", interactive=c["interactive"])
+        delay = gr.Slider(0.0, 2.0, value=step_delay, step=0.05, label="seconds between shown steps")
+    return steps, schedule, length, temperature, do_sample, remask, delay
+
+# %% ../nbs/12_serve.ipynb #b9a73383
+def chat_tab(systems: list[System], first: System, # the run selected when the page opens
+             step_delay: float) -> SimpleNamespace:
+    "The Chat tab's components, by name (the conversation's history and frames are `gr.State`s)."
+    with gr.Tab("Chat"):
+        with gr.Row():
+            with gr.Column(scale=3):
+                system = gr.Dropdown([s.name for s in systems], value=first.name, label="system", elem_id="system")
+                chatbot = gr.Chatbot(label="conversation", elem_id="chatbot", height=360)
+                with gr.Row():
+                    message = gr.Textbox(label="message", placeholder="say something", elem_id="message", scale=5,
+                                         max_lines=4)
+                    send = gr.Button("Send", variant="primary", elem_id="send", scale=1)
+                with gr.Row():
+                    pinned = gr.Textbox(label="pinned words (IMR)", placeholder="e.g. i _ _ pizza _", elem_id="pinned",
+                                        info=f"words stay where they stand; each {SLOT} is a token to fill; "
+                                             "the template's length is the reply's", scale=5)
+                    reset = gr.Button("Reset", elem_id="reset", scale=1)
+            with gr.Column(scale=4):
+                canvas = gr.HTML(canvas_html(None), label="unmasking", elem_id="canvas")
+                replay = gr.Slider(1, 2, value=1, step=1, label="replay: step", visible=False, elem_id="replay")
+                status = gr.Markdown("", elem_id="status")
+                gr.Markdown(LEGEND)
+                decoding = decoding_controls(controls_of(first), step_delay)
+        history, frames = gr.State([]), gr.State([])
+    steps, schedule, length, temperature, do_sample, remask, delay = decoding
+    return SimpleNamespace(system=system, chatbot=chatbot, message=message, send=send, pinned=pinned, reset=reset,
+                           canvas=canvas, replay=replay, status=status, steps=steps, schedule=schedule, length=length,
+                           temperature=temperature, do_sample=do_sample, remask=remask, delay=delay, history=history,
+                           frames=frames)
+
+# %% ../nbs/12_serve.ipynb #1b16c1ae
+def compare_tab(systems: list[System]) -> SimpleNamespace:
+    "The Side by side tab's components, by name (one chatbot per run; the histories are a `gr.State`)."
+    with gr.Tab("Side by side"):
+        with gr.Row():
+            message = gr.Textbox(label="message to every run", elem_id="cmp_message", scale=5)
+            send = gr.Button("Send to all", variant="primary", elem_id="cmp_send", scale=1)
+            reset = gr.Button("Reset", scale=1)
+        with gr.Row():
+            bots = [gr.Chatbot(label=f"{s.name} ({s.variant.upper()})", height=300) for s in systems]
+        timings = gr.Markdown("")
+        histories = gr.State({})
+    return SimpleNamespace(message=message, send=send, reset=reset, bots=bots, timings=timings, histories=histories)
+
+# %% ../nbs/12_serve.ipynb #b925bfd6
+def chat_request(by_name: dict, # system name -> System
+                 message, system_name, pinned_words, max_chars: int) -> tuple[str, System, list | None]:
+    "A Chat turn's tidied message, its system and its pinned-word template (None when blank); a `gr.Error` when bad."
+    try:
+        msg, sys = check_message(message, max_chars), by_name[system_name]
+        template = parse_template(pinned_words, sys.imr.tokenizer, sys.imr.canvas_len - 1) if sys.imr else None
+        if str(pinned_words or "").strip() and sys.variant != "imr":
+            raise ValueError(f"Pinned words need an IMR run; {sys.name} is {sys.variant.upper()}.")
+    except (ValueError, KeyError) as e: raise gr.Error(str(e) if isinstance(e, ValueError) else f"unknown system {e}")
+    return msg, sys, template
+
+# %% ../nbs/12_serve.ipynb #a9d89b95
+def chat_done(sys: System, hist: list[str], # the conversation including the user's last message
+              res: dict) -> tuple:
+    "The Chat tab's outputs after `deliberate` returned `res`: conversation, canvas, replay slider, frames, status."
+    new, fr = hist + [res["reply"]], res["frames"]
+    shown = (canvas_html(fr, f"{res['seconds']:.2f} s") if fr else
+             canvas_html(None, f"{sys.name} ({sys.variant.upper()}) writes without a canvas; "
+                               "IMR and FIB show their unmasking here"))
+    return (_messages(new), new, "", shown,
+            gr.Slider(1, max(len(fr), 2), value=max(len(fr), 1), step=1, visible=len(fr) > 1, interactive=True),
+            fr, f"**{sys.name}** replied in {res['seconds']:.2f} s" + (f" · {len(fr)} steps" if fr else ""))
+
+# %% ../nbs/12_serve.ipynb #ae90ad94
+def chat_handler(systems: list[System], max_chars: int) -> Callable:
+    "The Chat tab's reply: a generator of the page's outputs, the canvas streamed while the chosen run decodes."
+    by_name = {s.name: s for s in systems}
+    def chat(message, system_name, pinned_words, steps, schedule, length, temperature, do_sample, remask,
+             delay, history):
+        msg, sys, template = chat_request(by_name, message, system_name, pinned_words, max_chars)
+        hist = list(history) + [msg]
+        decoding = dict(steps=int(steps), schedule=schedule, length=length, temperature=float(temperature),
+                        do_sample=bool(do_sample), remask=bool(remask)) if sys.imr is not None else {}
+        waiting = _messages(hist) + [{"role": "assistant", "content": "…"}]
+        yield waiting, history, "", canvas_html(None, f"{sys.name} is thinking…"), gr.Slider(visible=False), [], ""
+        live = []
+        for kind, item in stream(lambda emit: deliberate(sys, hist, decoding, template, emit), float(delay or 0)):
+            if kind == "frame":
+                live.append(item)
+                yield waiting, history, "", canvas_html(live, "decoding…"), gr.skip(), gr.skip(), gr.skip()
+            elif kind == "error": raise gr.Error(_readable(item, sys.name))
+            else: res = item
+        yield chat_done(sys, hist, res)
+    return chat
+
+# %% ../nbs/12_serve.ipynb #2d60c0fc
+def switch_handler(systems: list[System]) -> Callable:
+    "The run selector's change: the decoding controls' new values and whether they can be changed."
+    by_name = {s.name: s for s in systems}
+    def switch(system_name):
+        v = controls_of(by_name[system_name]); i = v["interactive"]
+        return (gr.Slider(value=v["steps"], interactive=i), gr.Radio(value=v["schedule"], interactive=i),
+                gr.Radio(value=v["length"], interactive=i), gr.Slider(value=v["temperature"], interactive=i),
+                gr.Checkbox(value=v["do_sample"], interactive=i), gr.Checkbox(value=v["remask"], interactive=i))
+    return switch
+
+# %% ../nbs/12_serve.ipynb #f6b14808
+def wire_chat(ui: SimpleNamespace, # `chat_tab`'s components
+              systems: list[System], max_chars: int):
+    "Connect the Chat tab: send and Enter (`/chat`), the replay slider (`/replay`), reset (`/reset`), the run switch."
+    chat = chat_handler(systems, max_chars)
+    chat_io = dict(inputs=[ui.message, ui.system, ui.pinned, ui.steps, ui.schedule, ui.length, ui.temperature,
+                           ui.do_sample, ui.remask, ui.delay, ui.history],
+                   outputs=[ui.chatbot, ui.history, ui.message, ui.canvas, ui.replay, ui.frames, ui.status])
+    ui.send.click(chat, api_name="chat", **chat_io)
+    ui.message.submit(chat, api_name=False, **chat_io)
+    ui.replay.input(lambda i, fr: canvas_html(fr[:int(i)], "replay") if fr and 1 <= int(i) <= len(fr) else gr.skip(),
+                    [ui.replay, ui.frames], ui.canvas, api_name="replay", concurrency_limit=None, show_progress="hidden")
+    ui.reset.click(lambda: ([], [], canvas_html(None, "new conversation"), gr.Slider(visible=False), [], ""),
+                   None, [ui.chatbot, ui.history, ui.canvas, ui.replay, ui.frames, ui.status], api_name="reset",
+                   concurrency_limit=None)
+    ui.system.change(switch_handler(systems), ui.system,
+                     [ui.steps, ui.schedule, ui.length, ui.temperature, ui.do_sample, ui.remask], api_name=False,
+                     concurrency_limit=None)
+
+# %% ../nbs/12_serve.ipynb #833b8028
+def compare_handler(systems: list[System], max_chars: int) -> Callable:
+    "Side by side's reply: a generator of every run's conversation and the table of seconds, updated as each replies."
+    def compare(message, histories):
+        try: msg = check_message(message, max_chars)
+        except ValueError as e: raise gr.Error(str(e))
+        hs = {s.name: list(histories.get(s.name, [])) + [msg] for s in systems}
+        done, secs = {}, {}
+        def view():
+            bots = [_messages(hs[s.name]) + ([] if s.name in done else [{"role": "assistant", "content": "…"}])
+                    for s in systems]
+            table = "| run | seconds |\n|---|---:|\n" + "".join(f"| {n} | {t:.2f} |\n" for n, t in secs.items())
+            return (*bots, {**histories, **{n: hs[n] for n in done}}, table if secs else "", "")
+        yield view()
+        for s in systems:
+            try: res = deliberate(s, hs[s.name])
+            except Exception as e: raise gr.Error(_readable(e, s.name))
+            hs[s.name].append(res["reply"]); done[s.name] = True; secs[s.name] = res["seconds"]
+            yield view()
+    return compare
+
+# %% ../nbs/12_serve.ipynb #e0894bd4
+def wire_compare(ui: SimpleNamespace, # `compare_tab`'s components
+                 systems: list[System], max_chars: int):
+    "Connect the Side by side tab: send and Enter (`/compare`), reset."
+    compare = compare_handler(systems, max_chars)
+    cmp_io = dict(inputs=[ui.message, ui.histories], outputs=[*ui.bots, ui.histories, ui.timings, ui.message])
+    ui.send.click(compare, api_name="compare", **cmp_io)
+    ui.message.submit(compare, api_name=False, **cmp_io)
+    ui.reset.click(lambda: (*[[] for _ in systems], {}, "", ""), None, [*ui.bots, ui.histories, ui.timings, ui.message],
+                   api_name=False, concurrency_limit=None)
+
+# %% ../nbs/12_serve.ipynb #aefd5b05
 def build_app(systems: list[System], max_chars: int = MAX_CHARS,
               step_delay: float = 0.15, # default seconds between two shown steps, so that the eye can follow
              ) -> gr.Blocks:
     "The demo: a chat that shows IMR's unmasking step by step, and every run side by side."
-    by_name = {s.name: s for s in systems}
     first = next((s for s in systems if s.imr is not None), systems[0])
-    c = controls_of(first)
     with gr.Blocks(title="ChatBERT demo") as app:
         gr.Markdown("# ChatBERT: watch BERT deliberate\nRuns: " +
                     ", ".join(f"**{s.name}** ({s.variant.upper()})" for s in systems) +
                     f". Messages up to {max_chars} characters.")
-        with gr.Tab("Chat"):
-            with gr.Row():
-                with gr.Column(scale=3):
-                    system = gr.Dropdown([s.name for s in systems], value=first.name, label="system", elem_id="system")
-                    chatbot = gr.Chatbot(label="conversation", elem_id="chatbot", height=360)
-                    with gr.Row():
-                        message = gr.Textbox(label="message", placeholder="say something", elem_id="message", scale=5,
-                                             max_lines=4)
-                        send = gr.Button("Send", variant="primary", elem_id="send", scale=1)
-                    with gr.Row():
-                        pinned = gr.Textbox(label="pinned words (IMR)", placeholder="e.g. i _ _ pizza _", elem_id="pinned",
-                                            info=f"words stay where they stand; each {SLOT} is a token to fill; "
-                                                 "the template's length is the reply's", scale=5)
-                        reset = gr.Button("Reset", elem_id="reset", scale=1)
-                with gr.Column(scale=4):
-                    canvas = gr.HTML(canvas_html(None), label="unmasking", elem_id="canvas")
-                    replay = gr.Slider(1, 2, value=1, step=1, label="replay: step", visible=False, elem_id="replay")
-                    status = gr.Markdown("", elem_id="status")
-                    gr.Markdown(LEGEND)
-                    with gr.Accordion("decoding (IMR and FIB; defaults are the run's own)", open=True):
-                        steps = gr.Slider(1, 64, value=c["steps"], step=1, label="steps", interactive=c["interactive"])
-                        schedule = gr.Radio(["cosine", "linear", "threshold"], value=c["schedule"], label="schedule",
-                                            interactive=c["interactive"])
-                        length = gr.Radio(["end", "head", "beam", "free"], value=c["length"], label="length",
-                                          interactive=c["interactive"])
-                        temperature = gr.Slider(0.1, 2.0, value=c["temperature"], step=0.05, label="temperature",
-                                                interactive=c["interactive"])
-                        with gr.Row():
-                            do_sample = gr.Checkbox(c["do_sample"], label="sample", interactive=c["interactive"])
-                            remask = gr.Checkbox(c["remask"], label="re-mask weak tokens", interactive=c["interactive"])
-                        delay = gr.Slider(0.0, 2.0, value=step_delay, step=0.05, label="seconds between shown steps")
-            history, frames = gr.State([]), gr.State([])
-
-        with gr.Tab("Side by side"):
-            with gr.Row():
-                cmp_message = gr.Textbox(label="message to every run", elem_id="cmp_message", scale=5)
-                cmp_send = gr.Button("Send to all", variant="primary", elem_id="cmp_send", scale=1)
-                cmp_reset = gr.Button("Reset", scale=1)
-            with gr.Row():
-                cmp_bots = [gr.Chatbot(label=f"{s.name} ({s.variant.upper()})", height=300) for s in systems]
-            timings = gr.Markdown("")
-            cmp_histories = gr.State({})
-
-        def chat(message, system_name, pinned_words, steps, schedule, length, temperature, do_sample, remask,
-                 delay, history):
-            try:
-                msg, sys = check_message(message, max_chars), by_name[system_name]
-                template = parse_template(pinned_words, sys.imr.tokenizer, sys.imr.canvas_len - 1) if sys.imr else None
-                if str(pinned_words or "").strip() and sys.variant != "imr":
-                    raise ValueError(f"Pinned words need an IMR run; {sys.name} is {sys.variant.upper()}.")
-            except (ValueError, KeyError) as e: raise gr.Error(str(e) if isinstance(e, ValueError) else f"unknown system {e}")
-            hist = list(history) + [msg]
-            decoding = dict(steps=int(steps), schedule=schedule, length=length, temperature=float(temperature),
-                            do_sample=bool(do_sample), remask=bool(remask)) if sys.imr is not None else {}
-            waiting = _messages(hist) + [{"role": "assistant", "content": "…"}]
-            yield waiting, history, "", canvas_html(None, f"{sys.name} is thinking…"), gr.Slider(visible=False), [], ""
-            live = []
-            for kind, item in stream(lambda emit: deliberate(sys, hist, decoding, template, emit), float(delay or 0)):
-                if kind == "frame":
-                    live.append(item)
-                    yield waiting, history, "", canvas_html(live, "decoding…"), gr.skip(), gr.skip(), gr.skip()
-                elif kind == "error": raise gr.Error(_readable(item, sys.name))
-                else: res = item
-            new, fr = hist + [res["reply"]], res["frames"]
-            shown = (canvas_html(fr, f"{res['seconds']:.2f} s") if fr else
-                     canvas_html(None, f"{sys.name} ({sys.variant.upper()}) writes without a canvas; "
-                                       "IMR and FIB show their unmasking here"))
-            yield (_messages(new), new, "", shown,
-                   gr.Slider(1, max(len(fr), 2), value=max(len(fr), 1), step=1, visible=len(fr) > 1, interactive=True),
-                   fr, f"**{sys.name}** replied in {res['seconds']:.2f} s" + (f" · {len(fr)} steps" if fr else ""))
-
-        chat_io = dict(inputs=[message, system, pinned, steps, schedule, length, temperature, do_sample, remask, delay, history],
-                       outputs=[chatbot, history, message, canvas, replay, frames, status])
-        send.click(chat, api_name="chat", **chat_io)
-        message.submit(chat, api_name=False, **chat_io)
-        replay.input(lambda i, fr: canvas_html(fr[:int(i)], "replay") if fr and 1 <= int(i) <= len(fr) else gr.skip(),
-                      [replay, frames], canvas, api_name="replay", concurrency_limit=None, show_progress="hidden")
-        reset.click(lambda: ([], [], canvas_html(None, "new conversation"), gr.Slider(visible=False), [], ""),
-                    None, [chatbot, history, canvas, replay, frames, status], api_name="reset", concurrency_limit=None)
-
-        def switch(system_name):
-            v = controls_of(by_name[system_name]); i = v["interactive"]
-            return (gr.Slider(value=v["steps"], interactive=i), gr.Radio(value=v["schedule"], interactive=i),
-                    gr.Radio(value=v["length"], interactive=i), gr.Slider(value=v["temperature"], interactive=i),
-                    gr.Checkbox(value=v["do_sample"], interactive=i), gr.Checkbox(value=v["remask"], interactive=i))
-        system.change(switch, system, [steps, schedule, length, temperature, do_sample, remask], api_name=False,
-                      concurrency_limit=None)
-
-        def compare(message, histories):
-            try: msg = check_message(message, max_chars)
-            except ValueError as e: raise gr.Error(str(e))
-            hs = {s.name: list(histories.get(s.name, [])) + [msg] for s in systems}
-            done, secs = {}, {}
-            def view():
-                bots = [_messages(hs[s.name]) + ([] if s.name in done else [{"role": "assistant", "content": "…"}])
-                        for s in systems]
-                table = "| run | seconds |\n|---|---:|\n" + "".join(f"| {n} | {t:.2f} |\n" for n, t in secs.items())
-                return (*bots, {**histories, **{n: hs[n] for n in done}}, table if secs else "", "")
-            yield view()
-            for s in systems:
-                try: res = deliberate(s, hs[s.name])
-                except Exception as e: raise gr.Error(_readable(e, s.name))
-                hs[s.name].append(res["reply"]); done[s.name] = True; secs[s.name] = res["seconds"]
-                yield view()
-        cmp_io = dict(inputs=[cmp_message, cmp_histories], outputs=[*cmp_bots, cmp_histories, timings, cmp_message])
-        cmp_send.click(compare, api_name="compare", **cmp_io)
-        cmp_message.submit(compare, api_name=False, **cmp_io)
-        cmp_reset.click(lambda: (*[[] for _ in systems], {}, "", ""), None, [*cmp_bots, cmp_histories, timings, cmp_message],
-                        api_name=False, concurrency_limit=None)
+        chat_ui, cmp_ui = chat_tab(systems, first, step_delay), compare_tab(systems)
+        wire_chat(chat_ui, systems, max_chars)
+        wire_compare(cmp_ui, systems, max_chars)
     return app
 
 # %% ../nbs/12_serve.ipynb #ca52c8bc
@@ -457,48 +350,6 @@ def launch(app: gr.Blocks, host: str = HOST, port: int | None = None, # None: th
     app.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=True, ssr_mode=False,
                theme=gr.themes.Default(**THEME), css=CSS, show_error=False)
     return app
-
-# %% ../nbs/12_serve.ipynb #7244f41f
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"   # Debian's chromium and chromium-driver
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-def browser(width: int = 1400, height: int = 1000):
-    "Headless Debian Chromium under Selenium, through Debian's chromedriver: nothing is downloaded."
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    for p in (CHROMIUM, CHROMEDRIVER):
-        if not Path(p).exists(): raise FileNotFoundError(f"{p} is missing: apt-get install chromium chromium-driver")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in CHROMIUM_FLAGS + [f"--window-size={width},{height}"]: opts.add_argument(a)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-
-# %% ../nbs/12_serve.ipynb #4ec11ade
-def browser_check(url: str, # the demo's address
-                  message: str = "hi! how are you today?", # what the browser types
-                  out: str | Path | None = None, # PNG screenshot of the page with the reply
-                  timeout: float = 60.0) -> dict:
-    "Open the demo in headless Chromium, send `message`, wait for the reply and the finished step view: what it saw."
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-    drv, t0 = browser(), time.perf_counter()
-    try:
-        drv.get(url)
-        wait = WebDriverWait(drv, timeout, poll_frequency=0.2)
-        box = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#message textarea"))
-        box.send_keys(message)
-        drv.find_element(By.CSS_SELECTOR, "#send").click()
-        text = lambda sel: " ".join(e.text for e in drv.find_elements(By.CSS_SELECTOR, sel))
-        wait.until(lambda d: "replied in" in text("#status"))
-        seen = dict(reply=text('#chatbot [data-testid="bot"]'), user=text('#chatbot [data-testid="user"]'),
-                    canvas=text("#canvas"), status=text("#status"), seconds=time.perf_counter() - t0,
-                    tokens=len(drv.find_elements(By.CSS_SELECTOR, "#canvas .row .tok")))
-        if out is not None:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            drv.save_screenshot(str(out)); seen["screenshot"] = str(out)
-        return seen
-    finally: drv.quit()
 
 # %% ../nbs/12_serve.ipynb #5cd52cea
 def serve(folders: list[str | Path], # run folders (or model folders) to load

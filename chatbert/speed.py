@@ -13,8 +13,8 @@ from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
 # %% auto #0
 __all__ = ['set_threads', 'thread_settings', 'disable_dropout', 'word_embeddings', 'freeze_word_embeddings', 'output_ids',
-           'RestrictedHead', 'restrict_head', 'lm_head', 'restrict_output', 'restore_output', 'closed_vocab',
-           'head_logits']
+           'RestrictedHead', 'restrict_head', 'lm_head', 'restrict_output', 'restore_output', 'output_vocab_size',
+           'closed_vocab', 'head_logits']
 
 # %% ../nbs/04a_speed.ipynb #fb9e2abc
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -110,6 +110,12 @@ def restore_output(model: nn.Module) -> bool:
     if head is None or not ids: return False
     restrict_head(head, ids, cfg.output_unk_id)
     return True
+
+def output_vocab_size(model: nn.Module | None) -> int | None:
+    "How many ids `model` can emit: K after `restrict_output`, else the full vocabulary; None without a BERT head (RA)."
+    head, cfg = lm_head(model) if model is not None else (None, None)
+    if head is None: return None
+    return len(cfg.output_ids) if getattr(cfg, "output_ids", None) else head.decoder.out_features
 
 def closed_vocab(labels: torch.Tensor, model: nn.Module) -> torch.Tensor:
     "Labels with ids outside a restricted output layer replaced by [UNK] (unchanged for a full layer)."

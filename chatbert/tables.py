@@ -205,9 +205,10 @@ def table_bench(bench: pd.DataFrame) -> str:
         for r, flag in zip(g.to_dict("records"), best_flags(list(g["ms_per_reply"]), "min", 1)):
             lo_hi = (f"{fmt_num(1000 * r['min_s'] / batch, 1)}--{fmt_num(1000 * r['max_s'] / batch, 1)}"
                      if _num(r.get("min_s")) is not None and _num(r.get("max_s")) is not None else "")
-            body.append([latex_escape(dev), latex_escape(r["system"]), str(int(batch)), str(int(r["steps"])),
-                         cell(r, "ms_per_reply", 1, flag), lo_hi])
-    return tabular(["Device", "System", "Batch", "Steps", r"ms/reply $\downarrow$", "range"], body, "llrrrr")
+            passes = str(int(r["forwards"])) if _num(r.get("forwards")) is not None else "--"   # real model passes per call
+            body.append([latex_escape(dev), SYSTEMS.get(r["system"], latex_escape(r["system"])), str(int(batch)), str(int(r["steps"])),
+                         passes, cell(r, "ms_per_reply", 1, flag), lo_hi])
+    return tabular(["Device", "System", "Batch", "Steps", "Passes", r"ms/reply $\downarrow$", "range"], body, "llrrrrr")
 
 # %% ../nbs/10b_tables.ipynb #45a83fe5
 def table_train_bench(tb: pd.DataFrame) -> str:

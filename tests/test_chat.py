@@ -34,7 +34,7 @@ def build(variant, cfg, tok):
     if variant == "baseline":
         from chatbert.baseline import BaselineChat
         return BaselineChat.from_config(cfg, tok)
-    from chatbert.imr import IMRChat
+    from chatbert.imr_chat import IMRChat
     if variant == "imr": return IMRChat.from_config(cfg, tok)
     from chatbert.ra import RAChat, bi_encoder, build_pool
     ra = RAChat(bi_encoder("tiny", cfg.data.max_context_len + 2, device="cpu"), build_pool(REPLIES), cfg)
@@ -77,7 +77,7 @@ def test_likelihood_rejects_bad_histories_alike(chat, case):
 
 
 def test_imr_infill_checks_its_histories(cfg, tok):
-    from chatbert.imr import IMRChat
+    from chatbert.imr_chat import IMRChat
     imr = IMRChat.from_config(cfg, tok)
     with pytest.raises(TypeError, match="list of conversations"): imr.infill("hi", [[None, None]])
     with pytest.raises(ValueError, match=r"histories\[0\]\[1\] must be a string"): imr.infill([["hello", None]], [[None]])
@@ -97,3 +97,14 @@ def test_chat_imports_no_variant():
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     variants = {f"{p}{v}" for v in ("ed", "baseline", "imr", "imr_decode", "ra", "fib") for p in ("", "chatbert.")}
     assert not imported & variants, imported & variants
+
+
+BAD_DECODING = {"schedule": "foo", "steps": 0, "num_beams": 0, "max_new_tokens": "5", "top_p": 1.5}
+
+
+@pytest.mark.parametrize("key", list(BAD_DECODING))
+def test_generate_checks_decoding_alike_in_every_variant(chat, key):
+    "A bad decoding option fails before any work, with the one message `config.validate_decoding` writes."
+    from chatbert.config import ConfigError
+    with pytest.raises(ConfigError, match=rf"^Config key 'decode\.{key}' must be "):
+        chat.generate([["hello", "how are you?"]], **{key: BAD_DECODING[key]})

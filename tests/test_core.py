@@ -38,3 +38,29 @@ def test_environment_records_versions_commit_and_device():
     env = environment_info("cpu")
     assert env["packages"]["transformers"] and env["packages"]["torch"]
     assert env["device"] == "cpu" and set(env["git"]) == {"commit", "dirty"}
+
+
+def test_atomic_writes_give_normal_file_modes(tmp_path):
+    "mkstemp makes 0600 files; an atomic write must leave what `open(path, 'w')` would (others may read results)."
+    import os
+    from chatbert.core import file_mode, write_text_atomic
+    old = os.umask(0o022)
+    try:
+        p = write_text_atomic("x", tmp_path/"a.json")
+        assert file_mode() == 0o644 and (p.stat().st_mode & 0o777) == 0o644
+    finally: os.umask(old)
+
+
+def test_git_info_is_dirty_for_code_changes_not_for_results(tmp_path):
+    "A run rewrites its own tracked run folder while it goes: that must not mark its provenance dirty; code changes must."
+    import subprocess
+    from chatbert.core import git_info
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                                    capture_output=True)
+    (tmp_path/"results").mkdir(); (tmp_path/"results/metrics.json").write_text("{}"); (tmp_path/"code.py").write_text("x = 1")
+    git("init", "-q"); git("add", "."); git("commit", "-qm", "start")
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path/"results/metrics.json").write_text('{"bleu": 1}'); (tmp_path/"results/new.json").write_text("{}")
+    assert git_info(tmp_path)["dirty"] is False
+    (tmp_path/"code.py").write_text("x = 2")
+    assert git_info(tmp_path)["dirty"] is True

@@ -43,6 +43,16 @@ def test_bertscore_rescaled_by_a_train_baseline(bertscore):
     assert close > far
 
 
+def test_an_empty_reply_scores_raw_zero_and_does_not_stop_the_evaluation(bertscore):
+    both = bertscore(["", "i like tea"], ["see you later", "i like tea"])
+    alone = bertscore(["i like tea"], ["i like tea"])
+    assert both["bertscore_f1_raw"] == pytest.approx(alone["bertscore_f1_raw"] / 2, abs=1e-4)
+    assert bertscore([""], ["i like tea"])["bertscore_f1"] == pytest.approx(
+        100 * -bertscore.baseline / (1 - bertscore.baseline), abs=1e-4)
+    m = generation_metrics(["", "i like tea"], ["see you later", "i like tea"], bertscore=bertscore, sample_size=2)
+    assert m["empty_rate"] == 0.5 and "bertscore_f1" in m
+
+
 def test_distinct_uses_a_fixed_sample():
     texts = [f"reply number {i}" for i in range(100)] + ["same same"] * 100
     assert distinct(texts, 1, sample_size=50, seed=1) == distinct(texts, 1, sample_size=50, seed=1)

@@ -9,7 +9,7 @@ from datasets import Dataset, DatasetDict
 from chatbert.config import Config, DataConfig, FIBConfig, ModelConfig, TrainConfig
 from chatbert.data import make_conversation, make_examples
 from chatbert.fib import FIBChat, Filled, Idf, Skeleton, fib_stats, layouts, make_skeleton
-from chatbert.imr import IMRChat
+from chatbert.imr_chat import IMRChat
 from chatbert.ra import RAChat, bi_encoder
 
 TOPICS = ["pizza", "soccer", "physics", "guitar", "hiking", "coffee", "movies", "chess", "zanzibar", "dogs"]

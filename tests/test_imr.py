@@ -9,7 +9,8 @@ from dataclasses import asdict
 from chatbert.config import load_config
 from chatbert.data import detokenize, load_examples
 from chatbert.experiment import ABLATIONS, RESCORABLE, config_diff
-from chatbert.imr import IMRChat, IMRCollator, build_inputs, canvas_len, make_canvas
+from chatbert.imr import IMRCollator, build_inputs, canvas_len, make_canvas
+from chatbert.imr_chat import IMRChat
 from chatbert.imr_decode import SCHEDULES, Refined, commit_and_remask, length_pmf, refine
 
 MASK = 0

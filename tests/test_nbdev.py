@@ -48,3 +48,22 @@ def test_library_is_in_sync_with_notebooks(tmp_path):
     assert exported == sorted(p.name for p in (REPO / "chatbert").glob("*.py"))
     stale = [n for n in exported if not filecmp.cmp(tmp_path / "chatbert" / n, REPO / "chatbert" / n, shallow=False)]
     assert not stale, f"chatbert/ differs from nbs/ in {stale}: run nbdev_export"
+
+
+def test_no_module_over_400_lines_and_no_import_cycle():
+    "One concept per module: a module that grows past ~400 lines has two; modules import downwards only."
+    import ast
+    pkg = Path(__file__).parents[1]/"chatbert"
+    mods = {p.stem: p for p in pkg.glob("*.py") if not p.name.startswith("_")}
+    sizes = {m: len(p.read_text().splitlines()) for m, p in mods.items()}
+    assert max(sizes.values()) <= 400, {m: n for m, n in sizes.items() if n > 400}
+    deps = {m: {n.module for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ImportFrom) and n.level == 1
+                and n.module in mods} for m, p in mods.items()}   # module-level `from .x import` only (lazy imports are inside functions)
+    seen, done = set(), set()
+    def visit(m, path):
+        assert m not in seen or m in done, f"import cycle: {' -> '.join(path + [m])}"
+        if m in done: return
+        seen.add(m)
+        for d in deps[m]: visit(d, path + [m])
+        done.add(m)
+    for m in mods: visit(m, [])

@@ -11,8 +11,8 @@ from datasets import Dataset, DatasetDict
 from chatbert.config import Config, DataConfig, ModelConfig, RAConfig, TrainConfig
 from chatbert.data import make_conversation, make_examples
 from chatbert.evaluate import normalize
-from chatbert.ra import (RAChat, bi_encoder, blocked_ids, build_pool, candidate_sets, context_text, load_candidate_sets,
-                         rank_metrics, search, training_pairs)
+from chatbert.ra import RAChat, bi_encoder, blocked_ids, build_pool, context_text, search, training_pairs
+from chatbert.ra_eval import candidate_sets, load_candidate_sets, rank_metrics
 
 TEST_ONLY = "zanzibar has the best octopus curry in the world"
 
@@ -149,7 +149,7 @@ def test_candidate_sets_identical_across_runs(cfg, examples, tmp_path):
     assert len(a) == 10 and all(len(s["negatives"]) == 99 and normalize(s["reply"]) not in map(normalize, s["negatives"])
                                 for s in a)
     # Another process with another hash seed writes the same bytes.
-    code = ("import json,sys; from datasets import load_from_disk; from chatbert.ra import candidate_sets;"
+    code = ("import json,sys; from datasets import load_from_disk; from chatbert.ra_eval import candidate_sets;"
             "d = load_from_disk(sys.argv[1]); print(json.dumps(candidate_sets(d['test'], 10, extra=d['train']['reply'])))")
     examples.save_to_disk(str(tmp_path / "ds"))
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds")], capture_output=True, text=True, check=True,

@@ -58,7 +58,7 @@ def results(tmp_path_factory) -> Path:
           "".join(f"{name},{s},{sc},{rm},end,3,{s / 4},{s},{0.05 * s}\n" for name, s, sc, rm in rows))
     write(root / "bench/decode_cuda.json", {"config": "quick", "rows": [
         {"system": "imr", "batch": 1, "steps": 8, "tokens": 32, "median_s": 0.05, "ms_per_reply": 50.0},
-        {"system": "ed_greedy", "batch": 1, "steps": 32, "tokens": 32, "median_s": 0.02, "ms_per_reply": 20.0}]})
+        {"system": "ed", "batch": 1, "steps": 32, "tokens": 32, "median_s": 0.02, "ms_per_reply": 20.0}]})
     write(root / "data/stats.csv", "source,split,conversations,examples,context_len_p50,context_len_p90,context_len_p99,"
           "reply_len_p50,reply_len_p90,reply_len_p99\nccc,test,198,7494,70,136,231,15,40,84\n")
     return root

@@ -15,8 +15,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client                     # noqa: E402
 from gradio_client.exceptions import AppError         # noqa: E402
 
-from chatbert.serve import (MAX_CHARS, ServeError, browser_check, build_app, check_message, launch,  # noqa: E402
-                            load_systems)
+from chatbert.browser import browser_check  # noqa: E402
+from chatbert.serve import MAX_CHARS, ServeError, build_app, check_message, launch, load_systems  # noqa: E402
 
 LIMIT = 200   # the app under test accepts messages up to this many characters
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from chatbert.chat import generate_kwargs
 from chatbert.config import load_config
 from chatbert.data import load_examples
 from chatbert.ed import EDChat, warm_decoder
-from chatbert.imr import IMRChat
-from chatbert.speed import RestrictedHead, output_ids
+from chatbert.imr_chat import IMRChat
+from chatbert.speed import RestrictedHead, output_ids, output_vocab_size
 from chatbert.train import apply_train_settings, train_model
 
 from seq2seq_helpers import SMALL_ED, pick_eight
@@ -91,6 +91,7 @@ def test_generation_emits_only_ids_of_the_cut_layer(tok, examples, eight, varian
     else: out = chat._generate_ids(chat.contexts(hist), generate_kwargs(chat.cfg.decode, max_new_tokens=8)[0])
     ids = {i for r in out for i in r}
     assert ids and ids <= allowed
+    assert output_vocab_size(chat.model) == len(allowed) < tok.vocab_size   # what metrics.json records
 
 
 def test_warm_decoder_holds_the_backbones_layers(tok):
