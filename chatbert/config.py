@@ -105,6 +105,7 @@ class IMRConfig:
 class RAConfig:
     "ChatBERT-RA: a bi-encoder ranks the training replies."
     max_pool: int | None = None         # pool size cap: most frequent replies first, ties in a seeded order (None: every training reply)
+    pool: str = "split"                 # split: the replies of the whole training split | run: only those of the run's training examples (train.max_train_examples), the generators' data
     scale: float = 20.0                 # MultipleNegativesRankingLoss: cosine similarities times this (1 / temperature)
     rerank_top_k: int = 20              # candidates from the exact search that the cross-encoder reranks (and sampling draws from)
     cross_encoder: str | None = None    # rerank the best rerank_top_k: "backbone" (untrained head on the backbone) or a cross-encoder folder (None: off)
@@ -374,6 +375,7 @@ def validate_config(cfg: Config) -> Config:
     _check(cfg.ed.decoder_heads >= 1 and cfg.ed.decoder_hidden % cfg.ed.decoder_heads == 0, "ed.decoder_hidden",
            cfg.ed.decoder_hidden, f"a multiple of ed.decoder_heads ({cfg.ed.decoder_heads})")
     _check(_at_least(cfg.imr.canvas_len, 2), "imr.canvas_len", cfg.imr.canvas_len, "at least 2 (or null)")
+    _check(cfg.ra.pool in ("split", "run"), "ra.pool", cfg.ra.pool, "split | run")
     _check(0 <= cfg.imr.min_mask_ratio < 1, "imr.min_mask_ratio", cfg.imr.min_mask_ratio, "in [0, 1)")
     _check(cfg.model.variant != "fib" or bool(cfg.fib.imr_model), "fib.imr_model", cfg.fib.imr_model,
            "the run (or model folder) of a trained IMR model for FIB")

@@ -24,7 +24,7 @@ __all__ = ['SPLITS', 'HUB_DATASETS', 'SOURCES', 'EXAMPLES_FORMAT', 'PERCENTILES'
            'read_parlai_file', 'load_personachat', 'conversation_from_record', 'read_jsonl_file', 'dailydialog_row',
            'personachat_row', 'smoltalk_row', 'load_hub', 'load_conversations', 'cap_conversations', 'context_ids',
            'persona_ids', 'encode_history', 'make_examples', 'join_pieces', 'detokenize', 'examples_key',
-           'load_examples', 'data_stats']
+           'load_examples', 'run_examples', 'data_stats']
 
 # %% ../nbs/03_data.ipynb #13658344
 SPLITS = ("train", "validation", "test")
@@ -372,6 +372,11 @@ def load_examples(cfg: DataConfig, tokenizer, cache: bool = True) -> DatasetDict
     return dd
 
 _EMPTY = {k: [] for k in ("conv_id", "turn", "context", "reply", "context_ids", "reply_ids", "context_len", "reply_len")}
+
+def run_examples(train: Dataset, seed: int, cap: int | None = None) -> Dataset:
+    "The training examples a run learns from: `train` shuffled by `seed`, the first `cap` (train.max_train_examples)."
+    train = train.shuffle(seed=seed)
+    return train.select(range(min(cap, len(train)))) if cap else train
 
 # %% ../nbs/03_data.ipynb #63312168
 PERCENTILES = (50, 90, 95, 99)

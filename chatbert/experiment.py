@@ -10,7 +10,7 @@ from pathlib import Path
 from .backbone import load_tokenizer
 from .config import Config, ConfigError, from_dict, load_config, to_dict, read_config, save_config
 from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
-from .data import load_examples
+from .data import load_examples, run_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
 from .speed import output_vocab_size
 from .progress import ProgressCallback, examples_seen
@@ -109,8 +109,7 @@ def prepare_run(cfg: Config):
     tok = load_tokenizer(cfg.model.backbone)
     dd = load_examples(cfg.data, tok)
     check_examples(dd, cfg)
-    train = dd["train"].shuffle(seed=cfg.train.seed)
-    if cfg.train.max_train_examples: train = train.select(range(min(cfg.train.max_train_examples, len(train))))
+    train = run_examples(dd["train"], cfg.train.seed, cfg.train.max_train_examples)
     return tok, dd, train
 
 # %% ../nbs/09a_experiment.ipynb #71337499

@@ -16,7 +16,7 @@ from .backbone import OTHER, SELF, SPEAKER_MARKS, load_backbone, load_tokenizer,
 from .chat import check_histories
 from .config import Config, DecodeConfig, read_config, save_config, validate_decoding
 from .core import cache_dir, get_device, write_json_atomic
-from .data import encode_history, load_examples
+from .data import encode_history, load_examples, run_examples
 from .evaluate import normalize
 
 # %% auto #0
@@ -252,7 +252,8 @@ class RAChat:
         device = str(get_device(cfg.train.device))
         encoder = encoder or bi_encoder(cfg.model.backbone, cfg.data.max_context_len + 2, device=device)
         if examples is None: examples = load_examples(cfg.data, tokenizer or load_tokenizer(cfg.model.backbone))
-        pool = build_pool(examples["train"]["reply"], cfg.ra.max_pool, cfg.train.seed)
+        train = examples["train"] if cfg.ra.pool == "split" else run_examples(examples["train"], cfg.train.seed, cfg.train.max_train_examples)
+        pool = build_pool(train["reply"], cfg.ra.max_pool, cfg.train.seed)   # ra.pool run: the generators' examples, no more
         cross = cross_encoder(cfg.ra.cross_encoder, cfg.model.backbone, cfg.data.max_context_len + cfg.data.max_reply_len + 3,
                               device, cfg.train.seed) if cfg.ra.cross_encoder else None
         return cls(encoder, pool, cfg, cross)

@@ -68,6 +68,18 @@ def test_pool_holds_training_replies_only(chat, examples):
     assert all(r in chat.pool for r in replies) and TEST_ONLY not in replies
 
 
+def test_pool_run_holds_only_the_runs_training_examples(cfg, examples, encoder):
+    "ra.pool: run answers from the replies of the examples the generators learn from (train.max_train_examples), no more."
+    import dataclasses
+    from chatbert.data import run_examples
+    small = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_train_examples=20), ra=dataclasses.replace(cfg.ra, pool="run"))
+    seen = run_examples(examples["train"], small.train.seed, 20)
+    pool = RAChat.from_config(small, examples=examples, encoder=encoder).pool
+    assert len(seen) == 20 and pool == build_pool(seen["reply"]) and len(pool) < len(build_pool(examples["train"]["reply"]))
+    split = dataclasses.replace(small, ra=dataclasses.replace(cfg.ra, pool="split"))   # the default: the whole split
+    assert RAChat.from_config(split, examples=examples, encoder=encoder).pool == build_pool(examples["train"]["reply"])
+
+
 def test_pool_cap_keeps_most_frequent():
     pool = build_pool(["a", "b", "b", "c", "c", "c", "d"], max_size=2)
     assert pool.keys == ["c", "b"] and pool.counts == [3, 2]
