@@ -48,6 +48,8 @@ def chat_loop(chat, # a loaded variant with generate(histories, **decoding)
     import inspect
     traced = show_steps and "trace" in inspect.signature(chat.generate).parameters
     history: list[str] = []
+    cfg = getattr(chat, "cfg", None)
+    seed0 = decoding.pop("seed", cfg.decode.seed if cfg is not None else 0)
     print_fn(HELP)
     while True:
         try: msg = input_fn("you> ")
@@ -57,11 +59,13 @@ def chat_loop(chat, # a loaded variant with generate(histories, **decoding)
         if msg in ("/quit", "/exit"): break
         if msg == "/reset": history = []; print_fn("(new conversation)"); continue
         if msg.startswith("/"): print_fn(f"(unknown command {msg.split()[0]}) {HELP}"); continue
+        # sampled decoding draws anew each turn (seed + turn): one seed for all would repeat a context-blind model's reply
+        turn = decoding | {"seed": seed0 + len(history) // 2}
         try:
             if traced:
-                replies, traces = chat.generate([history + [msg]], trace=True, **decoding)
+                replies, traces = chat.generate([history + [msg]], trace=True, **turn)
                 show_trace(traces[0], print_fn)
-            else: replies = chat.generate([history + [msg]], **decoding)
+            else: replies = chat.generate([history + [msg]], **turn)
         except KeyboardInterrupt: print_fn("(reply cancelled)"); continue
         except Exception as e:  # the conversation survives a failed reply; the error is shown, not hidden
             print_fn(f"(could not reply: {type(e).__name__}: {e})"); continue

@@ -156,8 +156,8 @@ def table_ranking(summary: pd.DataFrame, suite: str) -> str:
     return tabular(["System", *[h + _ARROW[b] for _, h, b, _ in cols]], _table(rows, cols), "l" + "r" * len(cols))
 
 # %% ../nbs/10b_tables.ipynb #b65345fd
-ABLATION_COLUMNS = [("bleu2", "BLEU-2", "max", 2), ("bertscore_f1", "BERTScore", "max", 2),
-                    ("distinct2", "Dist-2", "max", 3), ("len_mean", "Length", "ref", 1)]
+ABLATION_COLUMNS = [("rougeL", "ROUGE-L", "max", 2), ("bertscore_f1", "BERTScore", "max", 2), ("distinct2", "Dist-2", "max", 3),
+                    ("unique_rate", "Unique", "max", 2), ("repetition_rate", "Rep.", "min", 2), ("len_mean", "Length", "ref", 1)]
 
 def _delta(v, b, d: int) -> str:
     if _num(v) is None or _num(b) is None: return ""

@@ -225,6 +225,15 @@ def test_ctrl_c_while_a_reply_is_made_cancels_only_that_reply():
     assert "(reply cancelled)" in said
 
 
+def test_each_chat_turn_draws_with_its_own_seed():
+    "Sampling with one seed for every turn repeats a context-blind model's reply (the quickstart did); seed + turn does not."
+    class Seeds:
+        def generate(self, histories, seed=None, **kw): return [f"seed {seed}"]
+    said, turns = [], iter(["hi", "and?", "/reset", "hi", "/quit"])
+    chat_loop(Seeds(), input_fn=lambda _: next(turns), print_fn=said.append, seed=7)
+    assert [s for s in said if s.startswith("bot>")] == ["bot> seed 7", "bot> seed 8", "bot> seed 7"]   # reproducible per turn
+
+
 def test_a_checkpoint_cut_short_is_set_aside_and_said(scratch, capsys):
     cfg, out = load_config("smoke"), scratch / "results" / "runs" / "smoke"
     ck = runs.claim_checkpoints(cfg, out)

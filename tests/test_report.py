@@ -41,7 +41,7 @@ def results(tmp_path_factory) -> Path:
         write(root / f"runs/quick_imr/seed{seed}/metrics.json", metrics("imr", b, 40.0, ppl_word_bound=300.0))
         write(root / f"runs/quick_imr/seed{seed}/samples.jsonl", SAMPLES)
     write(root / "runs/ed_small/metrics.json", metrics("ed", 6.5, 20.0))
-    write(root / "runs/imr_quick_noremask/metrics.json", metrics("imr", 2.5, 40.0))
+    write(root / "runs/imr_quick_noremask/metrics.json", metrics("imr", 2.5, 40.0, rougeL=7.5))
     write(root / "ablations/imr_quick.json", {"suite": "imr_quick", "base": "quick_imr", "runs": [
         {"config": "quick_imr", "status": "ok", "run_dir": "/other/machine/results/runs/quick_imr", "changed": {}, "error": None},
         {"config": "imr_quick_noremask", "status": "ok", "run_dir": "/other/machine/results/runs/imr_quick_noremask",
@@ -92,7 +92,7 @@ def test_numbers_tex_holds_every_metric_with_provenance(generated):
     assert nums["imr/quick_imr/steps=4/bleu2"] == "1.00" and nums["suite/quick/count"] == "3" and nums["runs/count"] == "6"
     assert nums["quick_ed/bleu4_signature"] == r"nrefs:1\textbar{}case:mixed\textbar{}tok:13a"   # strings too, escaped
     assert nums["ablation/imr_quick/failed"] == "1"
-    assert nums["ablation/imr_quick/imr_quick_noremask/delta_bleu2"] == r"\ensuremath{-}0.50"
+    assert nums["ablation/imr_quick/imr_quick_noremask/delta_rougeL"] == r"\ensuremath{-}0.50"
     assert "analyze\\_imr.ipynb" in nums["fig/imr_trace/source"] and "quick\\_imr" in nums["fig/imr_trace/source"]
     assert all(k in nums for k in (f"fig/{f}/source" for f in ("imr_steps", "imr_schedules", "lengths", "ablations", "quality_latency")))
 
@@ -119,7 +119,7 @@ def test_likelihood_and_ranking_tables(generated):
 def test_failed_ablation_is_reported_and_deltas_are_against_the_seed_mean(generated):
     tex = (generated / "tab_ablation_imr_quick.tex").read_text()
     assert r"failed: RuntimeError: loss is NaN at step 7" in tex and "imr.elbo\\_weight=True" in tex
-    assert r"2.50 (\ensuremath{-}0.50)" in tex and "base: quick\\_imr" in tex
+    assert r"7.50 (\ensuremath{-}0.50)" in tex and "base: quick\\_imr" in tex
     assert "No results yet" in (generated / "tab_ablation_ed_dd.tex").read_text()
 
 
