@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .config import Config, load_config
 from .core import environment_info, get_device, project_root, seed_everything, write_json_atomic
-from .data import load_examples
+from .data import load_examples, run_examples
 from .experiment import chat_class
 from .speed import thread_settings
 from .train import apply_train_settings, param_groups
@@ -37,7 +37,7 @@ DECODE_CONFIGS = ("imr_cpu", "ed_cpu", "baseline_cpu")   # the CPU protocol's ge
 def model_passes(chat, hist: list[list[str]], tokens: int, steps: int | None) -> int:
     "Model passes over the batch in one call: IMR counts its own; left-to-right, one per token (KV cache), plus ED's encoder."
     if chat.cfg.model.variant == "imr":
-        return chat.decode_ids(chat._contexts(hist), min_new_tokens=tokens, max_new_tokens=tokens, steps=steps).forwards
+        return chat.decode_ids(chat._contexts(hist), min_new_tokens=tokens, max_new_tokens=tokens, steps=steps, do_sample=False).forwards
     return tokens + (chat.cfg.model.variant == "ed")
 
 def bench_decoding(cfgs: list[Config], # one config per system: its model settings (IMR's context cache, ED's decoder) and data
@@ -47,9 +47,12 @@ def bench_decoding(cfgs: list[Config], # one config per system: its model settin
     for cfg in cfgs:
         seed_everything(0)
         chat = chat_class(cfg.model.variant).from_config(cfg)
+        dd = load_examples(cfg.data, chat.tokenizer)
+        train = run_examples(dd["train"], cfg.train.seed, cfg.train.max_train_examples)
+        apply_train_settings(chat.model, cfg, train["reply_ids"], chat.tokenizer)   # as trained: the cut output layer, threads
         chat.model.to(get_device(cfg.train.device)).eval()
         tokens = cfg.imr.canvas_len - 1 if cfg.imr.canvas_len else cfg.data.max_reply_len   # IMR's canvas less its end slot
-        hist = [list(c) for c in load_examples(cfg.data, chat.tokenizer)["test"]["context"][:max(batch_sizes)]]
+        hist = [list(c) for c in dd["test"]["context"][:max(batch_sizes)]]
         is_imr = cfg.model.variant == "imr"
         for b in batch_sizes:
             for s in (imr_steps if is_imr else [None]):

@@ -140,8 +140,8 @@ def _bench(args):
         res = write_train_bench(repeats=args.repeats)
         for r in res["rows"]: print(f"{r['system']:9s} {r['setting']:7s} {r['examples_per_s']:6.1f} examples/s  x{r.get('speedup', 1):.2f}")
         return
-    from chatbert.bench import write_bench
-    for r in write_bench(args.configs, args.repeats):
+    from chatbert.bench import DECODE_CONFIGS, write_bench
+    for r in write_bench(args.configs or DECODE_CONFIGS, args.repeats):
         print(f"{r['config']:13s} batch {r['batch']:2d} steps {r['steps']:2d} passes {r['forwards']:2d}  {r['ms_per_reply']:7.1f} ms/reply")
 
 def _report(args):
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dirs", nargs="+", help="run folders or run names")
     s.add_argument("--steps", action="store_true", help="show IMR's unmasking steps")
     s = command("bench", _bench, "decoding latency of IMR (4/8/16 steps), ED and the baseline at batch 1 and 32 -> results/bench/")
-    s.add_argument("--configs", nargs="+", default=["imr_cpu", "ed_cpu", "baseline_cpu"], help="one config per system timed (their data: DailyDialog)")
+    s.add_argument("--configs", nargs="+", default=None, help="one config per system timed (default: imr_cpu ed_cpu baseline_cpu; their data: DailyDialog)")
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")

@@ -55,10 +55,15 @@ def get_device(prefer: str = "auto", # "auto", "cpu", "cuda", "cuda:1", "mps"
     return torch.device("cpu")
 
 # %% ../nbs/00_core.ipynb #9cd00316
+def _umask() -> int:
+    "The process umask, read without changing it where Linux allows (flipping it races with other threads' files)."
+    try: return int(next(l for l in open("/proc/self/status") if l.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0); os.umask(mask); return mask
+
 def file_mode() -> int:
     "The mode a plain `open(path, \"w\")` gives a new file under the current umask (0o644 under the usual 022)."
-    mask = os.umask(0); os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask()
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
     "Write `text` to `path` atomically (temporary file in the same folder, then rename), readable as any file."
@@ -109,7 +114,8 @@ def git_info(root: str | Path | None = None) -> dict:
 
 def _repo_relative(arg: str) -> str:
     "`arg` relative to the repository when it is a path inside it (so results do not record this machine's folders)."
-    root = str(project_root()) + os.sep
+    try: root = str(project_root()) + os.sep
+    except OSError: return arg   # installed without a repository: nothing to be relative to
     return arg[len(root):] if arg.startswith(root) else arg
 
 def environment_info(device: str | torch.device | None = None) -> dict:

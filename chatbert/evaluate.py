@@ -74,7 +74,7 @@ class BertScore:
                  seed: int = 0, batch_size: int = 64, device: str | None = None):
         from bert_score import BERTScorer
         self.model, self.num_layers = str(model or minilm_path()), num_layers
-        refs = [normalize(t) for t in train_replies]
+        refs = [r for r in (normalize(t) for t in train_replies) if r]   # bert_score cannot take an empty text
         self.scorer = BERTScorer(model_type=self.model, num_layers=num_layers, idf=True, idf_sents=refs,
                                  batch_size=batch_size, device=device or "cpu", use_fast_tokenizer=True)
         rng = random.Random(seed)
@@ -82,6 +82,7 @@ class BertScore:
         self.baseline = float(self.scorer.score(a, b)[2].mean())
 
     def __call__(self, hyps: list[str], refs: list[str]) -> dict:
+        if len(hyps) != len(refs) or not hyps: raise ValueError(f"need as many replies as references (> 0), got {len(hyps)} and {len(refs)}")
         hyps, refs = [normalize(h) for h in hyps], [normalize(r) for r in refs]
         # An empty reply scores raw F1 0 (bert_score's own rule, which crashes on transformers 5's tokenizers).
         scored = [i for i, (h, r) in enumerate(zip(hyps, refs)) if h and r]

@@ -166,7 +166,7 @@ def finish_run(out: str | Path, cfg: Config, chat, dd, train, log: list[dict], m
     metrics, samples = evaluate_chat(chat, cfg, dd, make_bertscore(cfg, dd))
     clock.mark("eval")
     metrics |= {"config": cfg.name, "variant": cfg.model.variant, "train_examples": len(train), "examples_seen": seen,
-                "output_vocab": output_vocab_size(getattr(chat, "model", None)),   # ids the output layer can emit (None: RA)
+                "output_vocab": output_vocab_size(getattr(chat, "model", None)),   # ids the output layer can emit (None: RA; FIB: its IMR run's)
                 **{k: clock.marks.get(k) for k in ("prepare_seconds", "train_seconds", "eval_seconds")}}
     env = environment_info(get_device(cfg.train.device)) | {"model_dir": relative(model)} | clock.record()
     write_run(out, cfg, metrics, samples, log, env)

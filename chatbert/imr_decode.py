@@ -23,8 +23,8 @@ def decode_settings(base: DecodeConfig, # the config's defaults (cfg.decode)
                     **overrides, # DecodeConfig field names
                    ) -> DecodeConfig:
     "`base` with `overrides` applied and checked by `validate_decoding`, as in every variant."
-    unknown = sorted(set(overrides) - {f.name for f in fields(DecodeConfig)})
-    if unknown: raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(f.name for f in fields(DecodeConfig))}")
+    known = sorted(f.name for f in fields(DecodeConfig))
+    if unknown := sorted(set(overrides) - set(known)): raise TypeError(f"Unknown decoding option(s) {unknown}. Known: {', '.join(known)}")
     d = validate_decoding({**asdict(base), **overrides})
     # a canvas always holds a reply token: an empty reply would be an end token in the first slot
     if d.min_new_tokens < 1: raise ConfigError(f"Config key 'decode.min_new_tokens' must be at least 1 for IMR, got {d.min_new_tokens!r}")

@@ -108,8 +108,9 @@ _NOT_MODEL = ("name", "description", "decode", "eval")   # sections that do not 
 
 def model_settings(cfg: Config | dict) -> dict:
     "The settings that make the trained model (flat): all but name, description, decoding and evaluation."
-    d = to_dict(cfg) if isinstance(cfg, Config) else cfg
-    return _flat({k: v for k, v in d.items() if k not in _NOT_MODEL})
+    if not isinstance(cfg, Config):   # a saved config or stamp: a setting added since it was written has its default
+        return model_settings(Config()) | _flat({k: v for k, v in cfg.items() if k not in _NOT_MODEL})
+    return _flat({k: v for k, v in to_dict(cfg).items() if k not in _NOT_MODEL})
 
 def config_changes(a: Config | dict, b: Config | dict, n: int = 3) -> str:
     "The first `n` model settings where `a` and `b` differ, as `key a -> b`."

@@ -79,7 +79,8 @@ def deliberate(system: System, history: list[str], # the conversation; its last 
                emit: Callable | None = None, # called with each live frame while IMR or FIB decodes
               ) -> dict:
     "One reply with its seconds and, for IMR and FIB, the frames of the canvas: reply, frames, seconds."
-    decoding, imr, frames = dict(decoding or {}), system.imr, []
+    turn_seed = {"seed": system.decode.seed + len(history) // 2}   # sampling draws anew each turn, as in `chatbert chat`
+    decoding, imr, frames = turn_seed | dict(decoding or {}), system.imr, []
     if template is not None and system.variant != "imr":
         raise ValueError(f"Pinned words need an IMR run; {system.name} is {system.variant.upper()}.")
     watcher = tap(imr) if imr is not None else None
@@ -106,7 +107,7 @@ def deliberate(system: System, history: list[str], # the conversation; its last 
                 reply, toks = filled.reply, imr.tokenizer.convert_ids_to_tokens(list(filled.tokens))
                 kept = {j for j, k in enumerate(filled.kept) if k}
                 frames.append(dict(step=len(frames), steps=len(frames), rows=[tokens_row(toks, None, set(), set(), kept, "[SEP]")]))
-            else: reply = system.chat.generate([history])[0]
+            else: reply = system.chat.generate([history], **turn_seed)[0]
         finally:
             if watcher is not None: watcher.watch(None)
         seconds = time.perf_counter() - t0

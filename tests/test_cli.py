@@ -101,6 +101,18 @@ def test_checkpoints_of_another_config_are_refused(scratch, capsys):
     fails(capsys, ["train", "smoke", "train.lr=0.5", "--name", "smoke"], "checkpoints of another config", "train.lr")
 
 
+def test_checkpoints_stamped_before_a_new_setting_existed_still_resume(scratch):
+    "A stamp written by an older version lacks settings added since; they take their defaults, so resuming still works."
+    import json
+    cfg, out = load_config("smoke"), scratch / "results" / "runs" / "smoke"
+    ck = runs.claim_checkpoints(cfg, out)
+    stamp = json.loads((ck / runs.STAMP).read_text()); del stamp["config"]["ra"]["pool"]
+    (ck / runs.STAMP).write_text(json.dumps(stamp))
+    assert runs.claim_checkpoints(cfg, out) == ck                                   # no "another config" clash
+    stamp["config"]["train"]["lr"] = 0.5; (ck / runs.STAMP).write_text(json.dumps(stamp))
+    with pytest.raises(runs.RunError, match="train.lr"): runs.claim_checkpoints(cfg, out)   # a real change still clashes
+
+
 def test_cli_resolves_paths_from_the_working_folder_and_passes_overrides_as_a_list(scratch, monkeypatch, capsys):
     seen = {}
     def fake_notebook(name, out, params):   # what the kernel would get; writes the metrics a run would

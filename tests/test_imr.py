@@ -273,7 +273,7 @@ def test_bad_inputs_fail_clearly(tmp_path, tok):
     chat = IMRChat.from_config(small_cfg(), tok)
     with pytest.raises(ValueError, match="empty"):
         chat.generate([["hello", "   "]])
-    with pytest.raises(Exception, match="Unknown config key 'decode.step'"):
+    with pytest.raises(TypeError, match=r"Unknown decoding option\(s\) \['step'\]"):
         chat.generate([["hello"]], step=3)
     with pytest.raises(FileNotFoundError, match="not an IMR checkpoint"):
         IMRChat.load(tmp_path)
