@@ -21,8 +21,8 @@ from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, TRACE_EXAMPLE, 
 from .tables import system_label
 
 # %% auto #0
-__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'style', 'placeholder_figure', 'save_pdf', 'fig_imr_trace', 'fig_imr_steps',
-           'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas', 'fig_ablations',
+__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'CURVE_ABLATIONS', 'style', 'placeholder_figure', 'save_pdf', 'fig_imr_trace',
+           'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas', 'fig_ablations',
            'fig_quality_latency', 'fig_learning_curves']
 
 # %% ../nbs/10c_figures.ipynb #6dde939f
@@ -250,13 +250,16 @@ def fig_quality_latency(summary: pd.DataFrame) -> Figure:
     return fig
 
 # %% ../nbs/10c_figures.ipynb #693cc1b5
-def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu") -> Figure:
-    "Validation loss against examples seen for the runs whose name ends in `suffix` (one line per run)."
-    c = curves[curves["run"].str.endswith(suffix)] if len(curves) else curves
+CURVE_ABLATIONS = ("ed_cpu_random",)   # ablations whose validation loss is the same quantity as their base's (not ELBO-weighted IMR)
+
+def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu", also=CURVE_ABLATIONS) -> Figure:
+    "Validation loss against examples seen for the runs whose name ends in `suffix`, and `also` dashed (one line per run)."
+    c = curves[curves["run"].str.endswith(suffix) | curves["run"].isin(also)] if len(curves) else curves
     if c.empty: return placeholder_figure(f"No learning curves yet: {RUN['runs'].format(configs='imr_cpu ed_cpu baseline_cpu')}")
     fig = Figure(figsize=(WIDTH, 2.4)); ax = fig.subplots()
     for run, g in c.groupby("run"):
-        ax.plot(g["examples"] / 1000, g["val_loss"], marker="o", ms=2.5, label=run, color=PALETTE.get(SYSTEMS.get(g["variant"].iloc[0])))
+        ax.plot(g["examples"] / 1000, g["val_loss"], marker="o", ms=2.5, label=run, color=PALETTE.get(SYSTEMS.get(g["variant"].iloc[0])),
+                ls="--" if run in also else "-")
     ax.set(xlabel="training examples seen (thousands)", ylabel="validation loss (nats/token)")
     ax.legend(fontsize=7, frameon=False)
     return fig

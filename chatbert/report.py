@@ -96,7 +96,7 @@ def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, i
     figs["ablations"] = (fig_ablations(deltas), none if deltas.empty else
                          "nbs/ablations.ipynb: " + ", ".join(f"results/ablations/{a}.json" for a in deltas["suite"].unique()))
     curves = learning_curves(results_dir)
-    figs["learning_curves"] = (fig_learning_curves(curves), "history.csv of the *_cpu runs in results/runs" if
+    figs["learning_curves"] = (fig_learning_curves(curves), "history.csv of the *_cpu runs (and ed_cpu_random, dashed) in results/runs" if
                                curves["run"].str.endswith("_cpu").any() else none)
     fq = fig_quality_latency(summary)
     n = int(summary["suite"].notna().sum()) if len(summary) else 0
