@@ -61,6 +61,7 @@ class TrainConfig:
     eval_steps: int = 500               # steps between validation losses (and checkpoints)
     save_total_limit: int = 2           # checkpoints kept in the run's checkpoint folder
     early_stopping_patience: int | None = 3  # evaluations without improvement before stopping (None: never)
+    stop_after_steps: int | None = None  # end training at this step, the schedule still that of the whole run (a learning curve's start)
     group_by_length: bool = True        # batch examples of similar length (less padding)
     bf16: bool | None = None            # None: bf16 on a CUDA GPU that supports it, fp32 elsewhere
     threads: int | None = None          # torch intra-op threads (None: torch's default, one per core)
@@ -360,7 +361,8 @@ def validate_config(cfg: Config) -> Config:
     _check(cfg.model.variant in VARIANT_NAMES, "model.variant", cfg.model.variant, " | ".join(VARIANT_NAMES))
     for key in ("batch_size", "eval_batch_size", "grad_accum", "logging_steps", "eval_steps"):
         _check(getattr(t, key) >= 1, f"train.{key}", getattr(t, key), "at least 1")
-    for key in ("max_train_examples", "max_eval_examples", "max_val_examples", "early_stopping_patience", "save_total_limit"):
+    for key in ("max_train_examples", "max_eval_examples", "max_val_examples", "early_stopping_patience", "save_total_limit",
+                "stop_after_steps"):
         _check(_at_least(getattr(t, key), 1), f"train.{key}", getattr(t, key), "at least 1 (or null)")
     _check(t.lr > 0, "train.lr", t.lr, "above 0")
     _check(t.max_steps > 0 or t.epochs > 0, "train.epochs", t.epochs, "above 0 (or train.max_steps above 0)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from .config import Config, ConfigError
@@ -15,8 +15,8 @@ from .core import get_device
 from .speed import disable_dropout, freeze_word_embeddings, output_ids, restrict_output, set_threads
 
 # %% auto #0
-__all__ = ['OUTPUT_VOCABS', 'param_groups', 'ChatTrainer', 'use_bf16', 'training_args', 'apply_train_settings', 'add_lengths',
-           'train_model']
+__all__ = ['OUTPUT_VOCABS', 'param_groups', 'ChatTrainer', 'use_bf16', 'training_args', 'apply_train_settings', 'StopAfterSteps',
+           'add_lengths', 'train_model']
 
 # %% ../nbs/04_train.ipynb #48508647
 def param_groups(model: torch.nn.Module, base_lr: float, weight_decay: float,
@@ -86,6 +86,13 @@ def apply_train_settings(model: torch.nn.Module, cfg: Config, replies, # trainin
     return done
 
 # %% ../nbs/04_train.ipynb #56262489
+class StopAfterSteps(TrainerCallback):
+    "Stop at `step` (evaluating and saving there) without changing the learning-rate schedule, which still spans the whole run."
+    def __init__(self, step: int): self.step = step
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step: control.should_training_stop = control.should_evaluate = control.should_save = True
+        return control
+
 def add_lengths(ds, column: str = "length"):
     "A `length` column (context + reply tokens) for length-grouped batches."
     if column in ds.column_names: return ds
@@ -100,6 +107,7 @@ def train_model(model, collator, train_ds, eval_ds, cfg: Config, out_dir: str | 
     args = training_args(cfg, out_dir, **args_overrides)
     set_threads(cfg.train.threads)
     stop = [EarlyStoppingCallback(cfg.train.early_stopping_patience)] if cfg.train.early_stopping_patience else []
+    if cfg.train.stop_after_steps: stop.append(StopAfterSteps(cfg.train.stop_after_steps))
     trainer = ChatTrainer(model=model, args=args, data_collator=collator, train_dataset=add_lengths(train_ds),
                           eval_dataset=add_lengths(eval_ds) if eval_ds is not None else None,  # v5 groups eval batches too
                           callbacks=stop + list(callbacks or []), lr_by_prefix=lr_by_prefix, fused_adamw=cfg.train.fused_adamw)

@@ -204,3 +204,14 @@ def test_repetition_controls_take_effect(tok, eight):
     assert plain > 0
     assert repeats(no_repeat_ngram_size=1) == 0
     assert repeats(repetition_penalty=50.0) < plain
+
+
+def test_stop_after_steps_ends_early_on_the_whole_runs_schedule(tok, eight, tmp_path):
+    "A learning curve's start: stopped at step 3 of a 10-step run, evaluated and saved there, at the 10-step schedule's rate."
+    chat = EDChat.from_config(load_config("smoke", {"ed": SMALL_ED, "train": {"stop_after_steps": 3}}), tok)
+    trainer = run_trainer(chat, eight, tmp_path, max_steps=10)
+    lrs = {h["step"]: h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h}
+    assert trainer.state.global_step == 3 and max(lrs) == 3
+    assert lrs[3] == pytest.approx(chat.cfg.train.lr * 8 / 10)   # step 3 trains at (1 - 2/10) of the peak; a 3-step run: 1/3
+    assert [h["step"] for h in trainer.state.log_history if "eval_loss" in h] == [3]
+    assert (tmp_path / "run" / "checkpoint-3").is_dir()
