@@ -17,8 +17,9 @@ from .speed import thread_settings
 from .train import apply_train_settings, param_groups
 
 # %% auto #0
-__all__ = ['DECODE_CONFIGS', 'BEFORE', 'time_call', 'model_passes', 'bench_decoding', 'write_bench', 'matmul_peak', 'stock_loss',
-           'grouped_batches', 'real_tokens', 'bench_train_row', 'bench_training', 'write_train_bench']
+__all__ = ['DECODE_CONFIGS', 'BEFORE', 'CURVE_RUNS', 'time_call', 'model_passes', 'bench_decoding', 'write_bench', 'matmul_peak',
+           'stock_loss', 'grouped_batches', 'real_tokens', 'bench_train_row', 'bench_training', 'write_train_bench',
+           'val_loss_full_and_cut', 'cut_layer_offsets']
 
 # %% ../nbs/09b_bench.ipynb #c4965eb9
 def time_call(fn, repeats: int = 3, warmup: int = 1) -> dict:
@@ -183,3 +184,38 @@ def write_train_bench(out=None, **kw) -> dict:
     dev = get_device("auto").type
     write_json_atomic(res, out or project_root()/"results"/"bench"/f"train_{dev}.json")
     return res
+
+# %% ../nbs/09b_bench.ipynb #11d6671c
+def val_loss_full_and_cut(chat, val, replies) -> dict:
+    "Validation loss of `chat` (full output layer) as it is and with the layer cut to `replies`' ids (+ end, [UNK]); cuts `chat`."
+    import tempfile
+    from chatbert.imr import with_mask_seeds
+    from chatbert.speed import output_ids, restrict_output
+    from chatbert.train import ChatTrainer, add_lengths, training_args
+    imr = chat.cfg.model.variant == "imr"
+    collate, val = (chat.collator(), with_mask_seeds(val, chat.cfg.train.seed)) if imr else (chat.collator, val)
+    def loss() -> float:
+        with tempfile.TemporaryDirectory() as d:
+            args = training_args(chat.cfg, d, disable_tqdm=True)
+            return ChatTrainer(model=chat.model, args=args, data_collator=collate, eval_dataset=add_lengths(val)).evaluate()["eval_loss"]
+    full = loss()
+    k = restrict_output(chat.model, output_ids(replies, chat.tokenizer), chat.tokenizer.unk_token_id)
+    return {"val_loss_full": full, "val_loss_cut": loss(), "output_ids": k}
+
+CURVE_RUNS = ("imr_cpu_before", "ed_cpu_before", "ed_cpu_random_before", "baseline_cpu_before")
+
+def cut_layer_offsets(runs=CURVE_RUNS, out=None) -> list[dict]:
+    "`val_loss_full_and_cut` of each trained before run -> results/bench/cut_offset_<device>.json."
+    from chatbert.config import read_config
+    from chatbert.experiment import prepare_run, validation_set
+    from chatbert.runs import find_run, run_model
+    rows, load0 = [], os.getloadavg()
+    for run in runs:
+        cfg = read_config(find_run(run))
+        _, dd, train = prepare_run(cfg)
+        chat = chat_class(cfg.model.variant).load(run_model(run))
+        rows.append({"run": run, "variant": cfg.model.variant, **val_loss_full_and_cut(chat, validation_set(dd, cfg), train["reply_ids"])})
+    dev = get_device("auto").type
+    write_json_atomic({"rows": rows, "loadavg_start": load0, "loadavg_end": os.getloadavg(), "env": environment_info(dev)},
+                      out or project_root()/"results"/"bench"/f"cut_offset_{dev}.json")
+    return rows

@@ -135,6 +135,10 @@ def _demo(args):
 
 # %% ../nbs/10_cli.ipynb #59e1db6a
 def _bench(args):
+    if args.cut_offset:
+        from chatbert.bench import cut_layer_offsets
+        for r in cut_layer_offsets(): print(f"{r['run']:22s} full {r['val_loss_full']:.3f}  cut {r['val_loss_cut']:.3f}")
+        return
     if args.train:
         from chatbert.bench import write_train_bench
         res = write_train_bench(repeats=args.repeats)
@@ -199,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--configs", nargs="+", default=None, help="one config per system timed (default: imr_cpu ed_cpu baseline_cpu; their data: DailyDialog)")
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
+    s.add_argument("--cut-offset", action="store_true", help="the trained *_cpu_before runs' validation loss with the full and the cut output layer -> results/bench/cut_offset_<device>.json")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
     s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
     s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")

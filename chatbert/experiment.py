@@ -125,7 +125,7 @@ def train_run(cfg: Config, tok, dd, train, ckpt: str | Path, # the checkpoint fo
              ):
     "Build and train the variant. Returns (chat, log history, model folder, examples seen)."
     chat = chat_class(cfg.model.variant).from_config(with_resolved_models(cfg), tok)
-    callbacks = [ProgressCallback()] if callbacks is None else callbacks
+    callbacks = [ProgressCallback(last_step=cfg.train.stop_after_steps)] if callbacks is None else callbacks
     trainer = chat.fit(train, validation_set(dd, cfg), Path(ckpt), **_fit_kwargs(chat, cfg, callbacks))
     log = getattr(getattr(trainer, "state", None), "log_history", None) or []
     model = chat.save(Path(ckpt)/"final") if is_main_process() else Path(ckpt)/"final"

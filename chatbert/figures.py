@@ -21,9 +21,9 @@ from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, TRACE_EXAMPLE, 
 from .tables import system_label
 
 # %% auto #0
-__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'CURVE_ABLATIONS', 'style', 'placeholder_figure', 'save_pdf', 'fig_imr_trace',
-           'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas', 'fig_ablations',
-           'fig_quality_latency', 'fig_learning_curves']
+__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'CURVE_ABLATIONS', 'COST_PAIRS', 'style', 'placeholder_figure', 'save_pdf',
+           'fig_imr_trace', 'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas',
+           'fig_ablations', 'fig_quality_latency', 'fig_learning_curves', 'fig_cost_curves']
 
 # %% ../nbs/10c_figures.ipynb #6dde939f
 WIDTH, WIDE = 3.4, 7.0   # inches: one column, both columns
@@ -262,4 +262,27 @@ def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu", also=CURVE_A
                 ls="--" if run in also else "-")
     ax.set(xlabel="training examples seen (thousands)", ylabel="validation loss (nats/token)")
     ax.legend(fontsize=7, frameon=False)
+    return fig
+
+# %% ../nbs/10c_figures.ipynb #991ca9a2
+COST_PAIRS = {"imr_cpu": "IMR", "ed_cpu": "ED, warm-started decoder", "ed_cpu_random": "ED, random decoder",
+              "baseline_cpu": "causal baseline"}   # after run -> panel title; its before run is `<run>_before`
+
+def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, pairs=COST_PAIRS, upto: int = 32_000) -> Figure:
+    "Validation loss against examples seen (up to `upto`) after (solid) and before (dashed) the cost settings, a panel per system."
+    have = [r for r in pairs if len(curves) and (curves["run"] == f"{r}_before").any()]
+    if not have: return placeholder_figure("No before curves yet: " + RUN["runs"].format(configs=" ".join(f"{r}_before" for r in pairs)))
+    with style():
+        fig = Figure(figsize=(WIDE, 1.9), layout="constrained"); axes = fig.subplots(1, len(have), squeeze=False)[0]
+        for ax, run in zip(axes, have):
+            for name, ls, label in ((run, "-", "after"), (f"{run}_before", "--", "before")):
+                g = curves[(curves["run"] == name) & (curves["examples"] <= upto)]
+                if len(g): ax.plot(g["examples"] / 1000, g["val_loss"], ls=ls, marker="o", ms=2.5, label=label,
+                                   color=PALETTE.get(SYSTEMS.get(g["variant"].iloc[0])))
+            o = offsets[offsets["run"] == f"{run}_before"] if offsets is not None and len(offsets) else []
+            if len(o):
+                last = curves.loc[curves["run"] == f"{run}_before", "examples"].max() / 1000
+                ax.plot(last, o["val_loss_cut"].iloc[0], marker="o", mfc="none", color="k", ls="none", ms=4, label="before, cut layer")
+            ax.set(title=pairs[run], xlabel="examples seen (thousands)")
+        axes[0].set_ylabel("validation loss (nats/token)"); axes[0].legend(frameon=False, handlelength=3)
     return fig

@@ -32,14 +32,17 @@ def examples_seen(trainer) -> int:
 # %% ../nbs/04c_progress.ipynb #b91d29a0
 class ProgressCallback(TrainerCallback):
     "Plain-text progress: `step 120/2100 | loss 3.41 | lr 2.9e-04 | 14.2 ex/s | elapsed 3m10s | ETA 41m`."
-    def __init__(self, print_fn=None): self.print_fn = print_fn or (lambda s: print(s, flush=True))
+    def __init__(self, print_fn=None, last_step: int | None = None):   # last_step: where train.stop_after_steps ends the run
+        self.print_fn, self.last_step = print_fn or (lambda s: print(s, flush=True)), last_step
+
+    def _end(self, state) -> int: return min(self.last_step or state.max_steps, state.max_steps)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0, self.step0 = time.time(), state.global_step
 
     def _where(self, state) -> tuple[str, float]:
         elapsed = time.time() - self.t0
-        return f"step {state.global_step}/{state.max_steps}", elapsed
+        return f"step {state.global_step}/{self._end(state)}", elapsed
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or not hasattr(self, "t0"): return
@@ -47,7 +50,7 @@ class ProgressCallback(TrainerCallback):
         done = state.global_step - self.step0
         if "loss" in logs:
             rate = done * examples_per_step(args) / elapsed if elapsed > 0 else 0.0
-            eta = elapsed / done * (state.max_steps - state.global_step) if done else 0.0
+            eta = elapsed / done * (self._end(state) - state.global_step) if done else 0.0
             lr = f" | lr {logs['learning_rate']:.1e}" if "learning_rate" in logs else ""
             self.print_fn(f"{where} | loss {logs['loss']:.2f}{lr} | {rate:.1f} ex/s | elapsed {duration(elapsed)} | ETA {duration(eta)}")
         if "eval_loss" in logs:

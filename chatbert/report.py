@@ -13,15 +13,16 @@ from matplotlib.figure import Figure
 
 from .core import write_text_atomic
 from .results import (META, SUITES, TRACE_EXAMPLE, _num, _resolve, collect_runs, learning_curves, load_ablations,
-                              load_bench, load_data_stats, load_imr, load_train_bench, pick_imr, suite_of, summarise_runs)
+                              load_bench, load_cut_offsets, load_data_stats, load_imr, load_train_bench, pick_imr, suite_of,
+                              summarise_runs)
 from .tables import (ABLATION_COLUMNS, fmt_metric, fmt_num, latex_escape, safe_key, table_ablation, table_bench,
                              table_data, table_likelihood, table_main, table_ranking, table_train_bench)
 from .figures import (ablation_deltas, fig_ablations, fig_imr_schedules, fig_imr_steps, fig_imr_trace, fig_lengths,
-                              fig_learning_curves, fig_quality_latency, reply_lengths, save_pdf)
+                              fig_cost_curves, fig_learning_curves, fig_quality_latency, reply_lengths, save_pdf, COST_PAIRS)
 
 # %% auto #0
-__all__ = ['run_numbers', 'data_numbers', 'bench_numbers', 'train_bench_numbers', 'imr_numbers', 'ablation_numbers',
-           'numbers_tex', 'report_figures', 'write_report']
+__all__ = ['run_numbers', 'data_numbers', 'bench_numbers', 'train_bench_numbers', 'curve_numbers', 'imr_numbers',
+           'ablation_numbers', 'numbers_tex', 'report_figures', 'write_report']
 
 # %% ../nbs/11_report.ipynb #aff222fb
 def run_numbers(runs: pd.DataFrame, summary: pd.DataFrame) -> dict[str, str]:
@@ -54,6 +55,15 @@ def train_bench_numbers(tb: pd.DataFrame) -> dict[str, str]:
     cols = ("examples_per_s", "tokens_per_s", "padding_share", "gflop_per_example", "peak_share", "speedup", "loadavg_start")
     return {f"trainbench/{r['device']}/{r['system']}/{r['setting']}/{c}": fmt_num(r[c], 2) for r in tb.to_dict("records")
             for c in cols if _num(r.get(c)) is not None}
+
+def curve_numbers(curves: pd.DataFrame, offsets: pd.DataFrame) -> dict[str, str]:
+    "`curve/<run>/<examples>`: validation loss of the before/after runs; `cutoffset/<run>/<column>`: full vs cut output layer."
+    runs = {*COST_PAIRS, *(f"{r}_before" for r in COST_PAIRS)}
+    out = {f"curve/{r['run']}/{int(r['examples'])}": fmt_num(r["val_loss"], 3) for r in curves.to_dict("records") if r["run"] in runs}
+    for r in offsets.to_dict("records"):
+        out |= {f"cutoffset/{r['run']}/{c}": fmt_num(r[c], 3) for c in ("val_loss_full", "val_loss_cut") if _num(r.get(c)) is not None}
+        if _num(r.get("val_loss_cut")) is not None: out[f"cutoffset/{r['run']}/offset"] = fmt_num(r["val_loss_full"] - r["val_loss_cut"], 3)
+    return out
 
 def imr_numbers(imr: dict[str, dict]) -> dict[str, str]:
     "`imr/<run>/<setting>/<metric>` for every number of each sweep.csv (spaces in a setting become commas)."
@@ -98,6 +108,9 @@ def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, i
     curves = learning_curves(results_dir)
     figs["learning_curves"] = (fig_learning_curves(curves), "history.csv of the *_cpu runs (and ed_cpu_random, dashed) in results/runs" if
                                curves["run"].str.endswith("_cpu").any() else none)
+    before = sorted(r for r in curves["run"].unique() if r.removesuffix("_before") in COST_PAIRS and r.endswith("_before"))
+    figs["cost_curves"] = (fig_cost_curves(curves, load_cut_offsets(results_dir)),
+                           f"history.csv of {', '.join(before)} and their after runs; results/bench/cut_offset_cpu.json" if before else none)
     fq = fig_quality_latency(summary)
     n = int(summary["suite"].notna().sum()) if len(summary) else 0
     figs["quality_latency"] = (fq, f"nbs/train.ipynb, nbs/evaluate.ipynb: metrics.json of {n} runs in results/runs" if n else none)
@@ -122,6 +135,7 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
     figs = report_figures(runs, summary, ablations, imr, results)
     written += [save_pdf(fig, out/f"fig_{name}.pdf") for name, (fig, _) in figs.items()]
     numbers = {**run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
+               **curve_numbers(learning_curves(results), load_cut_offsets(results)),
                **ablation_numbers(ablations), **{f"fig/{k}/source": latex_escape(src) for k, (_, src) in figs.items()}}
     written.append(write_text_atomic(numbers_tex(numbers), out/"numbers.tex"))
     return written

@@ -17,7 +17,7 @@ from .core import project_root
 __all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'TRACE_EXAMPLE', 'RUN', 'META',
            'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs', 'suite_rows',
            'example_results', 'load_ablations', 'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves',
-           'load_imr', 'pick_imr', 'load_transcripts']
+           'load_cut_offsets', 'load_imr', 'pick_imr', 'load_transcripts']
 
 # %% ../nbs/10a_results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
@@ -261,6 +261,13 @@ def learning_curves(results_dir="results") -> pd.DataFrame:
             rows.append({"run": h.parent.name, "variant": cfg["model"]["variant"], "examples": int(r["step"]) * per_step,
                          "val_loss": float(r["eval_loss"])})
     return pd.DataFrame(rows, columns=["run", "variant", "examples", "val_loss"])
+
+# %% ../nbs/10a_results.ipynb #138b2e8f
+def load_cut_offsets(results_dir="results") -> pd.DataFrame:
+    "Every row of results/bench/cut_offset_<device>.json: a before run's validation loss with its full and its cut output layer."
+    rows = [{"device": p.stem.removeprefix("cut_offset_"), **r}
+            for p in sorted((_resolve(results_dir)/"bench").glob("cut_offset_*.json")) for r in json.loads(p.read_text()).get("rows", [])]
+    return pd.DataFrame(rows, columns=None if rows else ["device", "run", "variant", "val_loss_full", "val_loss_cut"])
 
 # %% ../nbs/10a_results.ipynb #2defeb86
 def load_imr(results_dir="results") -> dict[str, dict]:
