@@ -98,18 +98,38 @@ def _train(args):
 def _evaluate(args):
     "Check the run, its model and the overrides, then run nbs/evaluate.ipynb into RUN/eval/TAG."
     from chatbert.config import read_config
-    from chatbert.runs import apply_overrides, check_rescoring, claim_run_dir, find_run, override_suffix, relative, run_model, run_notebook
+    from chatbert.core import write_json_atomic
+    from chatbert.runs import (RunError, apply_overrides, check_rescoring, claim_run_dir, find_run, override_suffix, relative,
+                               run_model, run_notebook)
     run = find_run(args.run)
     check_rescoring(args.overrides)
     apply_overrides(read_config(run), args.overrides)      # the values, checked here rather than in the kernel
     run_model(run)                                         # the model is there, readable, and this run's own
-    out = run/"eval"/(args.tag or override_suffix(args.overrides) or "default")
+    if args.choose and args.overrides: raise RunError("--choose picks the decoding itself: give it no overrides")
+    tag = args.tag or ("val_choice" if args.choose else override_suffix(args.overrides) or "default")
+    out = run/"eval"/tag
     claim_run_dir(out, args.force, beside="--tag TAG")
+    choice = _choose(run, args.choose) if args.choose else None
+    if choice: args.overrides = choice["overrides"]
     print(f"evaluating {relative(run)} -> {relative(out)}/", flush=True)
     run_notebook("evaluate.ipynb", out/"evaluate.ipynb", {"run_dir": str(run), "overrides": list(args.overrides),
                                                           "out_dir": str(out), "force": args.force})
+    if choice: write_json_atomic(choice, out/"choice.json")
     print(json.dumps(_numbers(json.loads((out/"metrics.json").read_text())), indent=1))
     print(f"evaluation folder: {relative(out)}")
+
+def _choose(run, n: int) -> dict:
+    "The decoding chosen on `n` validation contexts (chatbert.choose), its sweep printed."
+    from chatbert.choose import choose_on_validation
+    from chatbert.data import load_examples
+    from chatbert.experiment import load_chat, make_bertscore
+    chat = load_chat(run)
+    dd = load_examples(chat.cfg.data, chat.tokenizer)
+    print(f"choosing the decoding on {n} validation contexts ...", flush=True)
+    choice = choose_on_validation(chat, dd, n, make_bertscore(chat.cfg, dd))
+    for r in choice["rows"]: print("  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()))
+    print("chosen:", " ".join(choice["overrides"]), flush=True)
+    return choice
 
 # %% ../nbs/10_cli.ipynb #d62e6e1c
 def _chat(args):
@@ -192,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help="decode.*, eval.* or train.max_eval_examples changes, e.g. decode.num_beams=4")
     s.add_argument("--tag", default=None, help="name of the evaluation folder RUN/eval/TAG (default: from the overrides)")
     s.add_argument("--force", action="store_true", help="replace a finished evaluation of this tag")
+    s.add_argument("--choose", type=int, default=0, metavar="N", help="first choose the decoding on N validation contexts by the fixed rule of chatbert.choose (IMR, ED, baseline), then score it: RUN/eval/val_choice with choice.json")
     s = command("chat", _chat, "talk to a trained model in the terminal (/reset, /quit)")
     s.add_argument("run", help="a run folder, run name or saved model folder")
     s.add_argument("overrides", nargs="*", help="decoding changes, e.g. decode.do_sample=true decode.top_p=0.9")

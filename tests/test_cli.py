@@ -287,3 +287,23 @@ def test_train_shows_progress_while_the_notebook_runs(tmp_path):
     run = tmp_path / "results" / "runs" / "smoke-bertscore-false-logging_steps1"
     assert json.loads((run / "metrics.json").read_text())["examples_seen"] == 5 * 8
     assert "step 5/5 | loss" in (run / "train.ipynb").read_text()      # the executed notebook keeps the lines too
+
+
+def test_choose_takes_no_overrides(scratch, capsys, model_folder):
+    fails(capsys, ["evaluate", str(model_folder), "--choose", "3", "decode.num_beams=2"], "--choose", "no overrides")
+
+
+def test_choose_picks_on_validation_and_scores_the_choice(tmp_path, monkeypatch, capsys):
+    "`chatbert evaluate RUN --choose N`: the grid swept on N validation contexts, the rule's pick scored as RUN/eval/val_choice."
+    from chatbert.choose import GRIDS, RULE, choose_decoding
+    monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
+    assert main(["train", "smoke", "model.variant=baseline", "eval.bertscore=false", "--name", "bl"]) == 0
+    assert main(["evaluate", "bl", "--choose", "3"]) == 0
+    out = tmp_path / "results" / "runs" / "bl" / "eval" / "val_choice"
+    choice, metrics = json.loads((out / "choice.json").read_text()), json.loads((out / "metrics.json").read_text())
+    assert choice["rule"] == RULE and choice["contexts"] == 3 and len(choice["rows"]) == len(GRIDS["left_to_right"])
+    best = choose_decoding(choice["rows"])
+    assert choice["chosen"] == {k: best[k] for k in GRIDS["left_to_right"][0]}
+    decode = yaml.safe_load((out / "config.yaml").read_text())["decode"]
+    assert all(decode[k] == v for k, v in choice["chosen"].items())          # the evaluation used the chosen decoding
+    assert metrics["n"] > 0 and "chosen:" in capsys.readouterr().out
