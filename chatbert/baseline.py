@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, BertLMHeadModel, BertModel, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, BertLMHeadModel, BertModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .backbone import BackboneUnavailable, _hub_call, load_backbone, load_tokenizer
@@ -20,7 +20,7 @@ from .speed import closed_vocab, head_logits
 
 # %% auto #0
 __all__ = ['CausalCollator', 'causal_collator', 'CausalBertLM', 'causal_from_backbone', 'causal_from_hub', 'hub_tokenizer',
-           'max_positions', 'BaselineChat']
+           'max_positions', 'CausalLoader', 'BaselineChat']
 
 # %% ../nbs/06_baseline.ipynb #6b610afb
 @dataclass
@@ -108,9 +108,16 @@ def max_positions(model) -> int | None:
     c = model.config
     return getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
 
+class CausalLoader:
+    "`from_pretrained` for the baseline: a saved `CausalBertLM` as itself (its loss, cut output layer included), any other causal LM by Auto."
+    @staticmethod
+    def from_pretrained(folder, **kwargs) -> PreTrainedModel:
+        arch = (AutoConfig.from_pretrained(folder).architectures or [None])[0]
+        return (CausalBertLM if arch == CausalBertLM.__name__ else AutoModelForCausalLM).from_pretrained(folder, **kwargs)
+
 class BaselineChat(ChatModel):
     "The causal-LM baseline: `[CLS] context [SEP]` as prompt, the reply generated after it until `[SEP]`."
-    variant, model_class = "baseline", AutoModelForCausalLM
+    variant, model_class = "baseline", CausalLoader
 
     def __init__(self, model, tokenizer, cfg: Config):
         super().__init__(model, tokenizer, cfg)

@@ -6,10 +6,11 @@ import torch
 from transformers import BertLMHeadModel, GPT2Config, GPT2LMHeadModel
 
 from chatbert.backbone import BackboneUnavailable, load_backbone
-from chatbert.baseline import BaselineChat
+from chatbert.baseline import BaselineChat, CausalBertLM
 from chatbert.config import load_config
 from chatbert.data import load_examples
 from chatbert.ed import EDChat
+from chatbert.speed import restrict_output
 
 from seq2seq_helpers import SMALL_ED, assert_overfits, fit, pick_eight
 
@@ -139,7 +140,7 @@ def test_save_load_offline_gives_the_same_logits(trained, eight, tmp_path, monke
     chat, _ = trained
     chat.save(tmp_path / "base")
     again = BaselineChat.load(tmp_path / "base")
-    assert type(again.model) is BertLMHeadModel and again.cfg == chat.cfg and again.cfg.model.variant == "baseline"
+    assert type(again.model) is CausalBertLM and again.cfg == chat.cfg and again.cfg.model.variant == "baseline"
     b = chat.collator(eight)
     chat.model.eval()
     prompt_only = {k: v for k, v in b.items() if k != "labels"}   # with labels the training model keeps reply logits only
@@ -172,3 +173,18 @@ def test_unreachable_hub_model_fails_fast_with_the_offline_choice(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BackboneUnavailable, match="hub_model to null"):
         BaselineChat.from_config(load_config("smoke", {"baseline": {"hub_model": "surely-not-cached/causal-lm"}}))
+
+
+def test_a_loaded_cut_model_keeps_scoring_ids_outside_its_layer_as_unk(tok, trained, eight, tmp_path):
+    "A saved baseline comes back as the class it was trained as: with a cut output layer, its loss stays finite and equal."
+    chat, _ = trained
+    chat.save(tmp_path / "full")
+    c = BaselineChat.load(tmp_path / "full")
+    b = c.collator(eight)
+    said = sorted(set(b["labels"][b["labels"] != -100].tolist()))
+    restrict_output(c.model, said[: len(said) // 2] + [tok.unk_token_id, tok.sep_token_id], tok.unk_token_id)  # half the labels outside
+    c.save(tmp_path / "cut")
+    again = BaselineChat.load(tmp_path / "cut")
+    c.model.eval(); again.model.eval()
+    with torch.no_grad(): before, after = c.model(**b).loss, again.model(**b).loss
+    assert torch.isfinite(after) and torch.allclose(before, after, atol=1e-6)
