@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .backbone import load_tokenizer
 from .config import Config, ConfigError, from_dict, load_config, to_dict, read_config, save_config
-from .core import cache_dir, environment_info, get_device, project_root, seed_everything, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from .core import (cache_dir, environment_info, get_device, git_info, project_root, seed_everything, write_json_atomic,
+                           write_jsonl_atomic, write_text_atomic)
 from .data import load_examples, run_examples
 from .evaluate import BertScore, generation_metrics, mean_and_spread
 from .speed import output_vocab_size
@@ -133,15 +134,20 @@ def train_run(cfg: Config, tok, dd, train, ckpt: str | Path, # the checkpoint fo
 
 # %% ../nbs/09a_experiment.ipynb #6ee9fd3f
 class RunClock:
-    "Seconds of a run and its parts, and the load average at its start and end, for env.json and metrics.json."
-    def __init__(self): self.t0, self.load_start, self.marks = time.time(), os.getloadavg(), {}
+    "Seconds of a run and its parts, the load average at its start and end, and the commit it started from, for env.json and metrics.json."
+    def __init__(self): self.t0, self.load_start, self.marks, self.git = time.time(), os.getloadavg(), {}, git_info()
     def mark(self, part: str) -> float:
         "Seconds since the last mark (or the start), recorded as `<part>_seconds`."
         now = time.time(); self.marks[f"{part}_seconds"] = now - self.t0 - sum(self.marks.values()); return self.marks[f"{part}_seconds"]
     def record(self) -> dict:
         import torch
         return {"wall_seconds": time.time() - self.t0, **self.marks, "loadavg_start": list(self.load_start),
-                "loadavg_end": list(os.getloadavg()), "torch_threads": torch.get_num_threads(), "world_size": world_size()}
+                "loadavg_end": list(os.getloadavg()), "torch_threads": torch.get_num_threads(), "world_size": world_size(),
+                "git": self.git} | self._moved()
+    def _moved(self) -> dict:
+        "The commit at the end too, when the checkout moved during the run (the code that ran is the start's)."
+        end = git_info()
+        return {"git_at_end": end} if end.get("commit") != self.git.get("commit") else {}
 
 # %% ../nbs/09a_experiment.ipynb #ecd28286
 def _readable(folder: Path):

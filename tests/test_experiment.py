@@ -122,3 +122,15 @@ def test_experiment_does_not_import_the_command_line():
     res = subprocess.run([sys.executable, "-c", "import sys, chatbert.experiment, chatbert.run; print('chatbert.cli' in sys.modules)"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]
+
+
+def test_a_run_records_the_commit_it_started_from(monkeypatch):
+    "A checkout that moves during a run: env.json's git is the start's (the code that ran), the end's beside it."
+    import chatbert.experiment as ex
+    commits = iter([{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": False}, {"commit": "bbb", "dirty": False}])
+    monkeypatch.setattr(ex, "git_info", lambda *a, **k: next(commits))
+    rec = ex.RunClock().record()
+    assert rec["git"]["commit"] == "aaa" and rec["git_at_end"]["commit"] == "bbb"
+    monkeypatch.setattr(ex, "git_info", lambda *a, **k: {"commit": "ccc", "dirty": False})
+    rec = ex.RunClock().record()
+    assert rec["git"]["commit"] == "ccc" and "git_at_end" not in rec
