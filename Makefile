@@ -61,7 +61,7 @@ bench: $(STAMP)  ## decoding latency of imr/ed/baseline_cpu (IMR 4/8/16 steps; b
 bench-train: $(STAMP)  ## training cost of IMR/ED/baseline, before and after the cost settings -> results/bench/train_<device>.json (needs DailyDialog: $(DD))
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --train
 
-curves-before: $(STAMP)  ## #16's before curves: 20,480 examples of imr/ed/ed_random/baseline_cpu at the earlier settings (~90 min on 2 cores), then full vs cut output layer -> results/bench/cut_offset_<device>.json
+curves-before: $(STAMP)  ## before curves: the first 20,480 examples of imr/ed/ed_random/baseline_cpu at the earlier settings (~70 min on 2 cores), then full vs cut output layer -> results/bench/cut_offset_<device>.json
 	for c in imr_cpu_before ed_cpu_before baseline_cpu_before ed_cpu_random_before; do HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert train $$c || exit 1; done
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --cut-offset
 

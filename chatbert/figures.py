@@ -284,5 +284,5 @@ def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, p
                 last = curves.loc[curves["run"] == f"{run}_before", "examples"].max() / 1000
                 ax.plot(last, o["val_loss_cut"].iloc[0], marker="o", mfc="none", color="k", ls="none", ms=4, label="before, cut layer")
             ax.set(title=pairs[run], xlabel="examples seen (thousands)")
-        axes[0].set_ylabel("validation loss (nats/token)"); axes[0].legend(frameon=False, handlelength=3)
+        axes[0].set_ylabel("validation loss (nats/token)"); axes[0].legend(frameon=False, handlelength=3, loc="upper right")
     return fig
