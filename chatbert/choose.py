@@ -4,7 +4,6 @@
 
 # %% ../nbs/09f_choose.ipynb #206aa469
 from __future__ import annotations
-from pathlib import Path
 
 from .config import ConfigError
 from .evaluate import generation_metrics
@@ -17,15 +16,16 @@ __all__ = ['MAX_REPETITION', 'MIN_UNIQUE', 'RULE', 'GRIDS', 'SWEEP_METRICS', 'sh
 # %% ../nbs/09f_choose.ipynb #a2971ea7
 MAX_REPETITION, MIN_UNIQUE = 0.2, 0.5
 RULE = (f"max bertscore_f1 s.t. repetition_rate <= {MAX_REPETITION} and unique_rate >= {MIN_UNIQUE}; "
-        "else min of the shortfalls' sum, then max bertscore_f1")
+        "else min of the shortfalls' sum, then max bertscore_f1; ties: the earlier grid setting")
 
 def shortfall(row: dict, max_repetition: float = MAX_REPETITION, min_unique: float = MIN_UNIQUE) -> float:
     "How far a setting misses the two bars (0 when it passes both)."
     return max(0.0, row["repetition_rate"] - max_repetition) + max(0.0, min_unique - row["unique_rate"])
 
-def choose_decoding(rows: list[dict], max_repetition: float = MAX_REPETITION, min_unique: float = MIN_UNIQUE) -> dict:
-    "The rule above, over rows of validation metrics."
-    return min(rows, key=lambda r: (shortfall(r, max_repetition, min_unique), -(r["bertscore_f1"] or 0.0)))
+def choose_decoding(rows: list[dict], max_repetition: float = MAX_REPETITION, min_unique: float = MIN_UNIQUE,
+                    by: str = "bertscore_f1") -> dict:
+    "The rule above, over rows of validation metrics (`by`: the quality metric ranked; min keeps the earlier of equal rows)."
+    return min(rows, key=lambda r: (shortfall(r, max_repetition, min_unique), -(r[by] if r[by] is not None else float("-inf"))))
 
 # %% ../nbs/09f_choose.ipynb #3cb5a9a8
 GRIDS = {
@@ -57,7 +57,8 @@ def choose_on_validation(chat, dd, n: int = 200, bertscore=None, grid: list[dict
     "The sweep, the rule's choice and the overrides that score it (`decode.KEY=VALUE`)."
     grid = grid or decode_grid(chat.cfg.model.variant)
     rows = validation_sweep(chat, dd, grid, n, bertscore)
-    best = choose_decoding(rows)
+    by = "bertscore_f1" if bertscore is not None else "rougeL"   # BERTScore switched off (eval.bertscore=false): ROUGE-L ranks
+    best = choose_decoding(rows, by=by)
     chosen = {k: best[k] for k in grid[0]}
-    return {"split": "validation", "contexts": min(n, len(dd["validation"])), "rule": RULE, "chosen": chosen,
+    return {"split": "validation", "contexts": min(n, len(dd["validation"])), "rule": RULE, "rank_by": by, "chosen": chosen,
             "overrides": [f"decode.{k}={v}" for k, v in chosen.items()], "rows": rows}

@@ -301,8 +301,8 @@ def test_choose_picks_on_validation_and_scores_the_choice(tmp_path, monkeypatch,
     assert main(["evaluate", "bl", "--choose", "3"]) == 0
     out = tmp_path / "results" / "runs" / "bl" / "eval" / "val_choice"
     choice, metrics = json.loads((out / "choice.json").read_text()), json.loads((out / "metrics.json").read_text())
-    assert choice["rule"] == RULE and choice["contexts"] == 3 and len(choice["rows"]) == len(GRIDS["left_to_right"])
-    best = choose_decoding(choice["rows"])
+    assert choice["rule"] == RULE and choice["rank_by"] == "rougeL" and choice["contexts"] == 3 and len(choice["rows"]) == len(GRIDS["left_to_right"])
+    best = choose_decoding(choice["rows"], by=choice["rank_by"])
     assert choice["chosen"] == {k: best[k] for k in GRIDS["left_to_right"][0]}
     decode = yaml.safe_load((out / "config.yaml").read_text())["decode"]
     assert all(decode[k] == v for k, v in choice["chosen"].items())          # the evaluation used the chosen decoding
