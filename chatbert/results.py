@@ -22,7 +22,7 @@ __all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 
 # %% ../nbs/10a_results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
 SUITES = {  # suite -> configs of its main table, in row order
-    "cpu": ["baseline_cpu", "baseline_cpu:val_choice", "ed_cpu", "imr_cpu", "imr_cpu:val_choice", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
+    "cpu": ["baseline_cpu", "baseline_cpu:val_choice", "ed_cpu", "ed_cpu:val_choice", "imr_cpu", "imr_cpu:val_choice", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
     "quick": [f"quick_{v}" for v in VARIANTS],
     "small": [f"{v}_small" for v in VARIANTS],
     "dd": [f"{v}_dd" for v in VARIANTS],
