@@ -19,10 +19,10 @@ __all__ = ['SUITES', 'SMOKE', 'run', 'build_parser', 'main', 'launch_command', '
 def run(config: str, overrides=(), # a config name or .yaml path; KEY=VALUE changes
         name: str | None = None, out: str | Path | None = None, # run name and folder (default: derived, results/runs/<name>)
         force: bool = False, # replace a finished run of this name
-       ) -> dict | None:
-    "Check, train and evaluate one run; the metrics on the first process, None on the others."
+       ) -> Path | None:
+    "Check, train and evaluate one run: the one path behind `chatbert train`, `python -m chatbert.run` and nbs/train.ipynb. The run folder on the first process, None on the others."
     cfg, out = plan_run(config, overrides, name, out, force, data=False)
-    return run_experiment(cfg, out, force)
+    return out if run_experiment(cfg, out, force) is not None else None
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m chatbert.run", description="Train and evaluate one config without a notebook "
@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     "`python -m chatbert.run`: options and overrides in any order; an input error is one line and exit code 2."
     args = build_parser().parse_intermixed_args(argv)
     def go():
-        metrics = run(args.config, args.overrides, args.name, args.out, args.force)
-        if metrics is not None: print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=1))
+        out = run(args.config, args.overrides, args.name, args.out, args.force)
+        if out is None: return
+        metrics = json.loads((out/"metrics.json").read_text())
+        print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=1))
     code = report_errors("chatbert.run" + (f" [rank {rank()}]" if world_size() > 1 else ""), go, args.debug)
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()

@@ -134,3 +134,28 @@ def test_a_run_records_the_commit_it_started_from(monkeypatch):
     monkeypatch.setattr(ex, "git_info", lambda *a, **k: {"commit": "ccc", "dirty": False})
     rec = ex.RunClock().record()
     assert rec["git"]["commit"] == "ccc" and "git_at_end" not in rec
+
+
+def test_train_command_module_and_notebook_are_one_run_path(tmp_path):
+    """`chatbert train`, `python -m chatbert.run` and `papermill nbs/train.ipynb` all call `chatbert.run.run`: on the same
+    smoke config they write the same metrics (timings aside) and byte-identical replies."""
+    env = os.environ | {"CHATBERT_RESULTS": str(tmp_path / "results"), "CHATBERT_CACHE": str(tmp_path / "cache"),
+                        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    quick = ["eval.bertscore=false", "train.max_steps=2", "train.eval_steps=2", "train.max_eval_examples=4",
+             "decode.max_new_tokens=4"]
+    runs = tmp_path / "results" / "runs"
+    cmds = {"cli": [str(BIN / "chatbert"), "train", "smoke", *quick, "--name", "cli"],
+            "module": [sys.executable, "-m", "chatbert.run", "smoke", *quick, "--name", "module"],
+            "papermill": [str(BIN / "papermill"), str(REPO / "nbs" / "train.ipynb"), str(tmp_path / "pm.ipynb"),
+                          "-p", "config", "smoke", "-p", "overrides", " ".join(quick), "-p", "name", "papermill",
+                          "-p", "out_dir", str(runs / "papermill"), "--cwd", str(REPO / "nbs")]}
+    for way, cmd in cmds.items():
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+        assert res.returncode == 0, (way, res.stderr[-3000:])
+    def scores(run):
+        m = json.loads((runs / run / "metrics.json").read_text())
+        return {k: v for k, v in m.items() if k != "config" and not any(w in k for w in ("seconds", "latency", "per_s", "_ms"))}
+    assert scores("cli") == scores("module") == scores("papermill") and "rougeL" in scores("cli")
+    replies = {w: (runs / w / "samples.jsonl").read_text() for w in cmds}
+    assert replies["cli"] == replies["module"] == replies["papermill"]
+    assert (runs / "cli" / "train.ipynb").is_file()          # the command keeps the executed notebook as the run's record
