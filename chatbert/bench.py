@@ -14,12 +14,13 @@ from .core import environment_info, get_device, project_root, seed_everything, w
 from .data import load_examples, run_examples
 from .experiment import chat_class
 from .speed import thread_settings
+from .imr import canvas_len, init_head_bias
 from .train import apply_train_settings, param_groups
 
 # %% auto #0
 __all__ = ['DECODE_CONFIGS', 'BEFORE', 'CURVE_RUNS', 'time_call', 'model_passes', 'bench_decoding', 'write_bench', 'matmul_peak',
-           'stock_loss', 'grouped_batches', 'real_tokens', 'bench_train_row', 'bench_training', 'write_train_bench',
-           'val_loss_full_and_cut', 'cut_layer_offsets']
+           'stock_loss', 'grouped_batches', 'real_tokens', 'setting_overrides', 'bench_train_row', 'imr_padding',
+           'bench_training', 'write_train_bench', 'val_loss_full_and_cut', 'cut_layer_offsets']
 
 # %% ../nbs/09b_bench.ipynb #c4965eb9
 def time_call(fn, repeats: int = 3, warmup: int = 1) -> dict:
@@ -115,11 +116,16 @@ def real_tokens(batch: dict) -> tuple[int, int]:
     return real, total
 
 # %% ../nbs/09b_bench.ipynb #f5df2fe1
+def setting_overrides(setting: str) -> dict:
+    "Config changes of a benchmark setting: `before` the cost work, `after` it (one canvas per context), `kN`: N canvases."
+    copies = int(setting[1:]) if setting.startswith("k") else 1
+    return (BEFORE if setting == "before" else {}) | {"imr": {"canvases_per_context": copies}}
+
 def _setup(system: str, setting: str, base: Config, train):
     "The chat model, collator, optimizer and step function of one benchmark row."
-    cfg = load_config(f"{system}_cpu", BEFORE if setting == "before" else {})
+    cfg = load_config(f"{system}_cpu", setting_overrides(setting))
     chat = chat_class(system).from_config(cfg)
-    if system == "imr": from chatbert.imr import init_head_bias; init_head_bias(chat.model, train["reply_ids"], chat.end_id)
+    if system == "imr": init_head_bias(chat.model, train["reply_ids"], chat.end_id)
     apply_train_settings(chat.model, cfg, train["reply_ids"], chat.tokenizer)
     collate = chat.collator() if system == "imr" else chat.collator
     groups = param_groups(chat.model, cfg.train.lr, cfg.train.weight_decay, chat.lr_by_prefix() if system == "imr" else chat.lr_by_prefix)
@@ -150,27 +156,40 @@ def bench_train_row(system: str, setting: str, base: Config, train, n_batches: i
         for b in batches: step(b)
         times.append(time.perf_counter() - t0)
     sec = statistics.median(times)
-    n_ex = sum(len(b["labels"]) for b in batches)
+    n_ex = sum(len(b["input_ids"]) for b in batches)                                 # contexts (IMR: each with K canvases)
+    n_sup = sum(int(b["labels"].ne(-100).sum()) for b in batches)                     # supervised reply tokens
     real, total = map(sum, zip(*(real_tokens(b) for b in batches)))
     row = {"system": system, "setting": setting, "config": cfg.name, "batch_size": cfg.train.batch_size, "batches": n_batches,
            "repeats": repeats, "seconds_median": sec, "seconds_all": times, "examples_per_s": n_ex / sec,
            "examples_per_cpu_s": n_ex / sec / torch.get_num_threads(), "tokens_per_s": real / sec,
-           "padding_share": 1 - real / total, "gflop_per_example": flops / n_ex / 1e9, "gflop_per_s": flops / sec / 1e9,
+           "padding_share": 1 - real / total, "reply_tokens_per_s": n_sup / sec, "gflop_per_example": flops / n_ex / 1e9, "gflop_per_s": flops / sec / 1e9,
            "settings": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k in ("dropout", "output_vocab", "fused_adamw", "freeze_embeddings", "threads")}
                        | ({"decoder_init": cfg.ed.decoder_init, "decoder_layers": cfg.ed.decoder_layers} if system == "ed" else {})
+                       | ({"canvases_per_context": cfg.imr.canvases_per_context} if system == "imr" else {})
                        | {"logits": "every position" if setting == "before" and system != "imr" else "labelled positions"}}
     if peak: row["peak_share"] = row["gflop_per_s"] / peak
+    if system == "imr": row |= imr_padding(batches, canvas_len(cfg))
     return row
+
+def imr_padding(batches: list[dict], C: int) -> dict:
+    "IMR's padding: the share of context positions that are padding, and of the C canvas positions filled with end tokens."
+    ctx = [b["attention_mask"] if "canvas_ids" in b else b["attention_mask"][:, :-C - 1] for b in batches]
+    lengths = torch.cat([b["length_labels"] for b in batches]).float()
+    return {"context_padding_share": 1 - sum(int(m.sum()) for m in ctx) / sum(m.numel() for m in ctx),
+            "canvas_fill_share": 1 - float(((lengths + 1).clamp(max=C) / C).mean())}
+
 
 # %% ../nbs/09b_bench.ipynb #8b16bd20
 def bench_training(systems=("imr", "ed", "baseline"), settings=("before", "after"), n_batches: int = 4, repeats: int = 3,
-                   base: str = "cpu") -> dict:
+                   base: str = "cpu", imr_copies=(2, 4), # IMR's extra rows: K canvases per context
+                  ) -> dict:
     "Every (system, setting) row on `base`'s data, the matmul peak measured in the same run, and the machine's state."
     cfg = load_config(base)
     from chatbert.backbone import load_tokenizer
     train = load_examples(cfg.data, load_tokenizer(cfg.model.backbone))["train"]
     load0, peak = os.getloadavg(), matmul_peak()
-    rows = [bench_train_row(s, st, cfg, train, n_batches, repeats, peak) for s in systems for st in settings]
+    extra = lambda s: [f"k{k}" for k in imr_copies] if s == "imr" else []
+    rows = [bench_train_row(s, st, cfg, train, n_batches, repeats, peak) for s in systems for st in (*settings, *extra(s))]
     for s in systems:
         r = {x["setting"]: x for x in rows if x["system"] == s}
         if {"before", "after"} <= set(r): r["after"]["speedup"] = r["after"]["examples_per_s"] / r["before"]["examples_per_s"]

@@ -10,8 +10,8 @@ from .evaluate import generation_metrics
 from .experiment import eval_indices, timed_generate
 
 # %% auto #0
-__all__ = ['MAX_REPETITION', 'MIN_UNIQUE', 'RULE', 'GRIDS', 'SWEEP_METRICS', 'shortfall', 'choose_decoding', 'decode_grid',
-           'validation_sweep', 'choose_on_validation']
+__all__ = ['MAX_REPETITION', 'MIN_UNIQUE', 'RULE', 'SAMPLING', 'GRIDS', 'SWEEP_METRICS', 'shortfall', 'choose_decoding',
+           'decode_grid', 'validation_sweep', 'choose_on_validation']
 
 # %% ../nbs/09f_choose.ipynb #a2971ea7
 MAX_REPETITION, MIN_UNIQUE = 0.2, 0.5
@@ -28,10 +28,13 @@ def choose_decoding(rows: list[dict], max_repetition: float = MAX_REPETITION, mi
     return min(rows, key=lambda r: (shortfall(r, max_repetition, min_unique), -(r[by] if r[by] is not None else float("-inf"))))
 
 # %% ../nbs/09f_choose.ipynb #3cb5a9a8
+SAMPLING = dict(do_sample=True, top_p=0.9)   # nucleus sampling: scored as the mean over eval.sample_seeds
 GRIDS = {
-    "imr": [dict(steps=s, canvas_penalty=p) for s in (8, 16) for p in (0.0, 0.5, 1.0)],
+    "imr": [dict(steps=8), dict(steps=16, canvas_penalty=1.0), dict(steps=16, canvas_penalty=1.0, repair=1),
+            dict(steps=24, canvas_penalty=1.0, repair=1), dict(steps=24, canvas_penalty=1.0, repair=1, order="margin"),
+            dict(steps=24, canvas_penalty=1.0, repair=1, ltr_bias=0.5), dict(steps=16, canvas_penalty=1.0, repair=1, **SAMPLING)],
     "left_to_right": [dict(num_beams=b, no_repeat_ngram_size=n, repetition_penalty=r)
-                      for b in (1, 4) for n in (0, 3) for r in (1.0, 1.3)],
+                      for b in (1, 4) for n in (0, 3) for r in (1.0, 1.3)] + [dict(no_repeat_ngram_size=3, **SAMPLING)],
 }
 
 def decode_grid(variant: str) -> list[dict]:
@@ -43,14 +46,21 @@ def decode_grid(variant: str) -> list[dict]:
 # %% ../nbs/09f_choose.ipynb #089bb977
 SWEEP_METRICS = ("bleu2", "rougeL", "bertscore_f1", "distinct2", "len_mean", "unique_rate", "repetition_rate")
 
+def _mean_rows(rows: list[dict]) -> dict:
+    "The mean of each number over the rows of several decoding seeds."
+    return {k: (sum(r[k] for r in rows) / len(rows) if rows[0][k] is not None else None) for k in rows[0]}
+
 def validation_sweep(chat, dd, grid: list[dict], n: int = 200, bertscore=None) -> list[dict]:
-    "Every setting of `grid` decoded on a fixed sample of `n` validation contexts and scored by the harness."
+    "Every setting of `grid` decoded on a fixed sample of `n` validation contexts and scored by the harness (sampled: seed mean)."
     val = dd["validation"].select(eval_indices(len(dd["validation"]), n))
     hist, refs, rows = [list(c) for c in val["context"]], list(val["reply"]), []
     for s in grid:
-        replies, sec = timed_generate(chat, hist, **s)
-        m = generation_metrics(replies, refs, bertscore, chat.cfg.eval.distinct_sample)
-        rows.append(s | {k: m.get(k) for k in SWEEP_METRICS} | {"seconds_per_reply": sec})
+        per_seed = []
+        for seed in (chat.cfg.eval.sample_seeds if s.get("do_sample") else [None]):
+            replies, sec = timed_generate(chat, hist, **s, **({} if seed is None else {"seed": seed}))
+            m = generation_metrics(replies, refs, bertscore, chat.cfg.eval.distinct_sample)
+            per_seed.append({k: m.get(k) for k in SWEEP_METRICS} | {"seconds_per_reply": sec})
+        rows.append(s | _mean_rows(per_seed) | {"seeds": len(per_seed)})
     return rows
 
 def choose_on_validation(chat, dd, n: int = 200, bertscore=None, grid: list[dict] | None = None) -> dict:
@@ -58,7 +68,6 @@ def choose_on_validation(chat, dd, n: int = 200, bertscore=None, grid: list[dict
     grid = grid or decode_grid(chat.cfg.model.variant)
     rows = validation_sweep(chat, dd, grid, n, bertscore)
     by = "bertscore_f1" if bertscore is not None else "rougeL"   # BERTScore switched off (eval.bertscore=false): ROUGE-L ranks
-    best = choose_decoding(rows, by=by)
-    chosen = {k: best[k] for k in grid[0]}
+    chosen = grid[rows.index(choose_decoding(rows, by=by))]
     return {"split": "validation", "contexts": min(n, len(dd["validation"])), "rule": RULE, "rank_by": by, "chosen": chosen,
-            "overrides": [f"decode.{k}={v}" for k, v in chosen.items()], "rows": rows}
+            "grid": grid, "overrides": [f"decode.{k}={v}" for k, v in chosen.items()], "rows": rows}

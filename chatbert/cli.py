@@ -154,6 +154,18 @@ def _demo(args):
         chat_loop(load_chat(run), input_fn=lambda prompt: (print(prompt + (t := next(turns))), t)[1], show_steps=args.steps)
 
 # %% ../nbs/10_cli.ipynb #59e1db6a
+def _judge(args):
+    "Add the judges' scores to finished run or evaluation folders, from their samples."
+    from chatbert.experiment import add_judges
+    from chatbert.runs import find_run, finished, relative
+    folders = [find_run(f) for f in args.folders]
+    if bad := [f for f in folders if not finished(f) or not (f/"samples.jsonl").is_file()]:
+        raise FileNotFoundError(f"not a finished run or evaluation folder (metrics.json, samples.jsonl): {relative(bad[0])}")
+    for f in folders:
+        m = add_judges(f)
+        if m["listen_hits20"] is None: print(f"{relative(f)}: {m['n']} replies are too few for 1-in-20 listening", flush=True)
+        else: print(f"{relative(f)}: listen_hits20 {m['listen_hits20']:.3f} (references {m['ref_listen_hits20']:.3f})", flush=True)
+
 def _bench(args):
     if args.cut_offset:
         from chatbert.bench import cut_layer_offsets
@@ -225,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
     s.add_argument("--cut-offset", action="store_true", help="the trained *_cpu_before runs' validation loss with the full and the cut output layer -> results/bench/cut_offset_<device>.json")
+    s = command("judge", _judge, "add the judges' scores (listening) to finished run or evaluation folders, from their samples.jsonl")
+    s.add_argument("folders", nargs="+", help="run folders, run names or RUN/eval/TAG folders")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
     s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
     s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")

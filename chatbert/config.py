@@ -100,6 +100,7 @@ class IMRConfig:
     length_loss_weight: float = 0.1     # weight of the length head's loss
     head_lr: float | None = None        # learning rate of the MLM head (untrained on minilm; None: train.lr)
     context_sees_canvas: bool = True    # False: context positions do not attend to the canvas (cacheable context)
+    canvases_per_context: int = 1       # K: masked copies of each reply trained on one encoding of its context (K > 1 needs context_sees_canvas: false)
 
 # %% ../nbs/01_config.ipynb #f0edb6d4
 @dataclass
@@ -149,7 +150,10 @@ class DecodeConfig:
     order: str = "confidence"           # IMR: what ranks positions to commit and re-mask: confidence | margin | entropy
     block_len: int = 0                  # IMR: semi-autoregressive blocks of this many positions, filled left to right (0: off)
     defer_end: bool = False             # IMR: commit an end token only right after committed content
-    canvas_penalty: float = 0.0         # IMR: subtracted from the logits of tokens already on the canvas (0: off)
+    canvas_penalty: float = 0.0         # IMR: subtracted from the logits of tokens already on the canvas, punctuation and contraction pieces exempt (0: off)
+    ltr_bias: float = 0.0               # IMR: soft left-to-right order: subtracted from a position's ranking score times its place j / C (0: off)
+    repair: int = 0                     # IMR: repair passes after decoding: re-mask doubled words, repeated bigrams and the least confident tokens, predict them again (0: off)
+    repair_lowest: int = 2              # IMR: least confident reply tokens each repair pass re-masks besides the repeats
     length: str = "end"                 # IMR: end (end-token probabilities) | head (length head) | beam (several lengths) | free (no length first)
     length_beam: int = 3                # IMR: canvas sizes tried by the length beam
     seed: int = 0                       # sampling seed
@@ -163,6 +167,8 @@ class EvalConfig:
     bertscore_baseline_pairs: int = 1000  # random training-reply pairs for the rescale baseline
     distinct_sample: int = 500          # replies pooled for Distinct-1/2 (the same N for every system)
     sample_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # decoding seeds when decode.do_sample
+    test_source: str | None = None      # score the test split of another source (e.g. personachat, zero-shot); the model, its training split and BERTScore's idf/rescale stay the run's
+    test_path: str | None = None        # local files of test_source (as data.path)
 
 # %% ../nbs/01_config.ipynb #dbd046b1
 @dataclass
@@ -350,6 +356,9 @@ def validate_decoding(decode: DecodeConfig | dict, # a DecodeConfig, or decoding
     _check(d.order in ORDERS, k("order"), d.order, " | ".join(ORDERS))
     _check(d.block_len >= 0, k("block_len"), d.block_len, "0 (off) or more")
     _check(d.canvas_penalty >= 0, k("canvas_penalty"), d.canvas_penalty, "0 (off) or more")
+    _check(d.ltr_bias >= 0, k("ltr_bias"), d.ltr_bias, "0 (off) or more")
+    _check(d.repair >= 0, k("repair"), d.repair, "0 (off) or more")
+    _check(d.repair_lowest >= 0, k("repair_lowest"), d.repair_lowest, "0 or more")
     return d
 
 # %% ../nbs/01_config.ipynb #fe9d2e3d
@@ -378,6 +387,9 @@ def validate_config(cfg: Config) -> Config:
            cfg.ed.decoder_hidden, f"a multiple of ed.decoder_heads ({cfg.ed.decoder_heads})")
     _check(_at_least(cfg.imr.canvas_len, 2), "imr.canvas_len", cfg.imr.canvas_len, "at least 2 (or null)")
     _check(cfg.ra.pool in ("split", "run"), "ra.pool", cfg.ra.pool, "split | run")
+    _check(cfg.imr.canvases_per_context >= 1, "imr.canvases_per_context", cfg.imr.canvases_per_context, "at least 1")
+    _check(cfg.imr.canvases_per_context == 1 or not cfg.imr.context_sees_canvas, "imr.canvases_per_context",
+           cfg.imr.canvases_per_context, "1 while imr.context_sees_canvas is true (only a canvas-blind context is encoded once)")
     _check(0 <= cfg.imr.min_mask_ratio < 1, "imr.min_mask_ratio", cfg.imr.min_mask_ratio, "in [0, 1)")
     _check(cfg.model.variant != "fib" or bool(cfg.fib.imr_model), "fib.imr_model", cfg.fib.imr_model,
            "the run (or model folder) of a trained IMR model for FIB")

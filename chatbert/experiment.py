@@ -12,18 +12,21 @@ from .config import Config, ConfigError, from_dict, load_config, to_dict, read_c
 from .core import (cache_dir, environment_info, get_device, git_info, project_root, seed_everything, write_json_atomic,
                            write_jsonl_atomic, write_text_atomic)
 from .data import load_examples, run_examples
+from datasets import DatasetDict
 from .evaluate import BertScore, generation_metrics, mean_and_spread
+from .judges import listening
 from .speed import output_vocab_size
-from .progress import ProgressCallback, examples_seen
-from .runs import (RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir,
+from .progress import ClockCallback, ProgressCallback, examples_seen
+from .runs import (RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir, is_rescoring,
                            find_run, finished, is_main_process, main_process_first,
                            relative, results_dir, run_model, run_notebook, runs_dir, with_resolved_models, world_size)
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRAINER_VARIANTS', 'ABLATIONS', 'RESCORABLE', 'chat_class', 'run_dir', 'checkpoint_dir', 'load_chat',
-           'eval_indices', 'validation_set', 'test_set', 'timed_generate', 'make_bertscore', 'evaluate_chat',
-           'history_csv', 'prepare_run', 'train_run', 'RunClock', 'write_run', 'finish_run', 'run_experiment',
-           'chat_for_evaluation', 'evaluate_run', 'config_diff', 'rescores_base', 'run_ablations']
+__all__ = ['VARIANTS', 'TRAINER_VARIANTS', 'ABLATIONS', 'chat_class', 'run_dir', 'checkpoint_dir', 'load_chat', 'eval_indices',
+           'validation_set', 'test_set', 'timed_generate', 'make_bertscore', 'judge_listening', 'evaluate_chat',
+           'add_judges', 'history_csv', 'prepare_run', 'train_run', 'RunClock', 'write_run', 'finish_run',
+           'run_experiment', 'chat_for_evaluation', 'evaluation_examples', 'evaluate_run', 'config_diff',
+           'rescores_base', 'run_ablations']
 
 # %% ../nbs/09a_experiment.ipynb #4f6da9db
 VARIANTS = {"ed": ("chatbert.ed", "EDChat"), "baseline": ("chatbert.baseline", "BaselineChat"),
@@ -34,12 +37,6 @@ def chat_class(variant: str) -> type:
     if variant not in VARIANTS: raise ConfigError(f"Unknown model.variant '{variant}'. Known: {', '.join(VARIANTS)}")
     module, name = VARIANTS[variant]
     return getattr(importlib.import_module(module), name)
-
-def _deep_update(base: dict, over: dict) -> dict:
-    "`base` with `over` merged in, recursively."
-    return {**base, **{k: _deep_update(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v for k, v in over.items()}}
-
-
 
 # %% ../nbs/09a_experiment.ipynb #07b3b5f5
 def run_dir(cfg: Config) -> Path: return runs_dir()/cfg.name
@@ -79,6 +76,11 @@ def make_bertscore(cfg: Config, dd) -> BertScore | None:
     return BertScore(dd["train"]["reply"][:20000], num_layers=cfg.eval.bertscore_layers,
                      baseline_pairs=cfg.eval.bertscore_baseline_pairs)
 
+def judge_listening(histories: list[list[str]], replies: list[str]) -> dict:
+    "The listening judge (`chatbert.judges.listening`); None where there are too few contexts for 1-in-20 (smoke runs)."
+    if len(replies) <= 19: return {"listen_hits20": None, "listen_mrr": None}
+    return listening(histories, replies)
+
 def evaluate_chat(chat, cfg: Config, dd, bertscore: BertScore | None = None,
                   **decoding) -> tuple[dict, list[dict]]:
     "Every metric of `chat` on the test contexts, and the samples (context, reference, reply)."
@@ -88,13 +90,33 @@ def evaluate_chat(chat, cfg: Config, dd, bertscore: BertScore | None = None,
     for seed in (cfg.eval.sample_seeds if sampled else [cfg.decode.seed]):
         replies, sec = timed_generate(chat, histories, **{**decoding, "seed": seed})
         stats = getattr(chat, "last_stats", None) or {}   # a variant's own statistics of this call (FIB: coverage, copy rate)
-        runs.append({**generation_metrics(replies, refs, bertscore, cfg.eval.distinct_sample), **stats, "seconds_per_reply": sec})
-        if len(runs) == 1: first = replies
+        listen = judge_listening(histories, replies)
+        runs.append({**generation_metrics(replies, refs, bertscore, cfg.eval.distinct_sample), **stats, "seconds_per_reply": sec,
+                     **{k: v for k, v in listen.items() if k != "listen_per_example"}})
+        if len(runs) == 1: first, hits = replies, listen.get("listen_per_example", [None] * len(replies))
     metrics = mean_and_spread(runs) if sampled else runs[0]
+    metrics |= {f"ref_{k}": v for k, v in judge_listening(histories, refs).items() if k != "listen_per_example"}
     if hasattr(chat, "likelihood_metrics"): metrics |= chat.likelihood_metrics(histories, refs)
     if hasattr(chat, "ranking_metrics"): metrics |= chat.ranking_metrics(dd)
-    samples = [{"conv_id": c, "context": h, "reference": r, "reply": y} for c, h, r, y in zip(conv_ids, histories, refs, first)]
+    samples = [{"conv_id": c, "context": h, "reference": r, "reply": y, "listen_hit": l}
+               for c, h, r, y, l in zip(conv_ids, histories, refs, first, hits)]
     return metrics, samples
+
+def add_judges(folder: str | Path, # a finished run or evaluation folder (metrics.json and samples.jsonl)
+              ) -> dict:
+    "The judges' scores of `folder`'s replies and references, from its samples.jsonl, added to its metrics.json."
+    folder = Path(folder)
+    samples = [json.loads(line) for line in (folder/"samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    metrics = json.loads((folder/"metrics.json").read_text(encoding="utf-8"))
+    hist = [s["context"] for s in samples]
+    listen = judge_listening(hist, [s["reply"] for s in samples])
+    ref = judge_listening(hist, [s["reference"] for s in samples])
+    for s, hit in zip(samples, listen.get("listen_per_example", [None] * len(samples))): s["listen_hit"] = hit
+    metrics |= {k: v for k, v in listen.items() if k != "listen_per_example"} | {
+        f"ref_{k}": v for k, v in ref.items() if k != "listen_per_example"}
+    if metrics.get("seeds", 1) > 1: metrics["listen_note"] = "judged on samples.jsonl: the first decoding seed"
+    write_jsonl_atomic(samples, folder/"samples.jsonl"); write_json_atomic(metrics, folder/"metrics.json")
+    return metrics
 
 # %% ../nbs/09a_experiment.ipynb #5b382b6e
 def history_csv(log_history: list[dict]) -> str:
@@ -126,7 +148,7 @@ def train_run(cfg: Config, tok, dd, train, ckpt: str | Path, # the checkpoint fo
              ):
     "Build and train the variant. Returns (chat, log history, model folder, examples seen)."
     chat = chat_class(cfg.model.variant).from_config(with_resolved_models(cfg), tok)
-    callbacks = [ProgressCallback(last_step=cfg.train.stop_after_steps)] if callbacks is None else callbacks
+    callbacks = [ClockCallback()] + ([ProgressCallback(last_step=cfg.train.stop_after_steps)] if callbacks is None else callbacks)
     trainer = chat.fit(train, validation_set(dd, cfg), Path(ckpt), **_fit_kwargs(chat, cfg, callbacks))
     log = getattr(getattr(trainer, "state", None), "log_history", None) or []
     model = chat.save(Path(ckpt)/"final") if is_main_process() else Path(ckpt)/"final"
@@ -207,11 +229,18 @@ def chat_for_evaluation(run: str | Path, overrides=(), # a run folder or name; d
     chat.cfg = dataclasses.replace(chat.cfg, decode=cfg.decode, eval=cfg.eval)
     return chat, cfg
 
+def evaluation_examples(cfg: Config, tokenizer):
+    "The run's examples; with `eval.test_source`, that source's test split in place of the run's own (context and reply lengths as trained)."
+    dd = load_examples(cfg.data, tokenizer)
+    if not cfg.eval.test_source: return dd
+    other = dataclasses.replace(cfg.data, source=cfg.eval.test_source, path=cfg.eval.test_path, hub_name=None, max_conversations=None)
+    return DatasetDict({**dd, "test": load_examples(other, tokenizer)["test"]})
+
 def evaluate_run(chat, cfg: Config, out: str | Path, # the evaluation folder (metrics.json, samples.jsonl, ...)
                  evaluated_run: str | Path | None = None, overrides=()) -> dict:
     "Score `chat` on the test contexts of `cfg` and write the evaluation folder `out`; returns the metrics."
     clock = RunClock()
-    dd = load_examples(cfg.data, chat.tokenizer)
+    dd = evaluation_examples(cfg, chat.tokenizer)
     metrics, samples = evaluate_chat(chat, cfg, dd, make_bertscore(cfg, dd))
     metrics |= {"config": cfg.name, "variant": cfg.model.variant, "eval_seconds": clock.mark("eval"),
                 "overrides": " ".join(overrides) if not isinstance(overrides, str) else overrides}
@@ -231,7 +260,6 @@ ABLATIONS = {  # suite -> (base config, ablation configs); the DailyDialog ED su
     "imr_cpu": ("imr_cpu", ["imr_cpu_elbo", "imr_cpu_nolength"]),
     "smoke": ("imr_smoke", ["imr_smoke_noremask", "imr_smoke_nolength"]),   # seconds: the notebook's default
 }
-RESCORABLE = ("decode", "eval")   # config sections that change how a trained model is scored, not the model
 
 def config_diff(name: str, base: str) -> dict[str, object]:
     "The settings of config `name` that differ from config `base` (dotted keys), name and description aside."
@@ -242,7 +270,7 @@ def config_diff(name: str, base: str) -> dict[str, object]:
 
 def rescores_base(name: str, base: str) -> bool:
     "Does `name` only change how `base`'s trained model is scored (so no new training is needed)?"
-    return all(k.split(".")[0] in RESCORABLE for k in config_diff(name, base))
+    return all(is_rescoring(k) for k in config_diff(name, base))
 
 def _notebook_runner(notebook: str, out: Path, params: dict): run_notebook(notebook, out/notebook, params)
 

@@ -115,15 +115,18 @@ class IMRForMaskedLM(BertPreTrainedModel):
         return self.length_head(h[torch.arange(len(h), device=h.device), attention_mask.argmax(1)])
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None,
-                labels=None, # (B, L) token ids at masked canvas positions, -100 elsewhere
-                loss_weights=None, # (B, L) weight of each labelled position (None: mean over labelled positions)
+                labels=None, # (B, L) token ids at masked canvas positions, -100 elsewhere ((N, C+1) with canvas_ids)
+                loss_weights=None, # labels' shape: weight of each labelled position (None: mean over labelled positions)
                 length_labels=None, # (B,) reply lengths
                 mask_ratio=None, # (B,) share of each canvas masked (picks the length head's rows)
+                canvas_ids=None, # (N, C+1) `canvas [SEP]`, N = K x B masked copies; input_ids etc. are then the context only
                ) -> IMROutput:
         "Masked-LM loss on labelled positions (logits computed only there) plus the length head's loss."
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        h = self.hidden(input_ids, attention_mask, token_type_ids)                    # (B, L, H)
-        out = IMROutput(length_logits=self.length_logits(h, attention_mask))
+        if canvas_ids is None:
+            h = self.hidden(input_ids, attention_mask, token_type_ids)                # (B, L, H)
+            out = IMROutput(length_logits=self.length_logits(h, attention_mask))
+        else: h, out = self.shared_context_hidden(input_ids, attention_mask, token_type_ids, canvas_ids)
         if labels is None:
             out.logits = self.cls(h[:, -self.canvas_len - 1:-1])                      # (B, C, V)
             return out
@@ -140,27 +143,49 @@ class IMRForMaskedLM(BertPreTrainedModel):
             out.loss = out.loss + self.config.imr_length_loss_weight * out.length_loss
         return out
 
-    def context_cache(self, input_ids, attention_mask, token_type_ids) -> tuple[list, torch.Tensor]:
-        "Encode the context part (type 0) once: per-layer (keys, values), each (B, heads, Lc, d), and the [CLS] states."
-        assert not self.context_sees_canvas, "the context can be cached only when it does not see the canvas"
-        Lc = int((token_type_ids[0] == 0).sum())
-        ids, am, tt = input_ids[:, :Lc], attention_mask[:, :Lc], token_type_ids[:, :Lc]
+    def encode_context(self, input_ids, attention_mask, token_type_ids, # `[CLS] context [SEP]` only: (B, Lc)
+                       length: int, # L: context plus canvas plus [SEP] (the position ids depend on it)
+                      ) -> tuple[list, torch.Tensor]:
+        "Encode the context once: per-layer (keys, values), each (B, heads, Lc, d), and the [CLS] states (B, H)."
+        assert not self.context_sees_canvas, "the context can be encoded alone only when it does not see the canvas"
         cache = DynamicCache(config=self.config)
-        h = self.bert(ids, attention_mask=canvas_blind_bias(am, tt, self.dtype), token_type_ids=tt,
-                      position_ids=self.position_ids(input_ids.shape[1])[:, :Lc],
+        h = self.bert(input_ids, attention_mask=canvas_blind_bias(attention_mask, token_type_ids, self.dtype),
+                      token_type_ids=token_type_ids, position_ids=self.position_ids(length)[:, :input_ids.shape[1]],
                       past_key_values=cache).last_hidden_state                                    # (B, Lc, H)
-        return [(l.keys, l.values) for l in cache.layers], h[torch.arange(len(h), device=h.device), am.argmax(1)]
+        return [(l.keys, l.values) for l in cache.layers], h[torch.arange(len(h), device=h.device), attention_mask.argmax(1)]
+
+    def context_cache(self, input_ids, attention_mask, token_type_ids) -> tuple[list, torch.Tensor]:
+        "`encode_context` of the context part (type 0) of full inputs (B, L)."
+        Lc = int((token_type_ids[0] == 0).sum())
+        return self.encode_context(input_ids[:, :Lc], attention_mask[:, :Lc], token_type_ids[:, :Lc], input_ids.shape[1])
+
+    def canvas_hidden(self, canvas_ids, # (N, C+1) `canvas [SEP]`
+                      context_mask, # (N, Lc) the attention mask of the cached context
+                      kv: list) -> torch.Tensor:
+        "Hidden states of the canvas and its [SEP] on top of the cached context `kv` (N rows): (N, C+1, H)."
+        Lc = context_mask.shape[1]
+        am = torch.cat([context_mask, torch.ones_like(canvas_ids)], 1)                  # (N, L)
+        tt = torch.cat([torch.zeros_like(context_mask), torch.ones_like(canvas_ids)], 1)
+        bias = canvas_blind_bias(am, tt, self.dtype, q_from=Lc)                         # (N, 1, C+1, L)
+        return self.bert(canvas_ids, attention_mask=bias, token_type_ids=tt[:, Lc:],
+                         position_ids=self.position_ids(am.shape[1])[:, Lc:],
+                         past_key_values=DynamicCache(ddp_cache_data=kv)).last_hidden_state
+
+    def shared_context_hidden(self, input_ids, attention_mask, token_type_ids, canvas_ids) -> tuple[torch.Tensor, IMROutput]:
+        "Training with K canvases per context: the context (B, Lc) encoded once, its keys and values shared by its K copies."
+        kv, cls_states = self.encode_context(input_ids, attention_mask, token_type_ids, input_ids.shape[1] + canvas_ids.shape[1])
+        K = len(canvas_ids) // len(input_ids)
+        kv = [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in kv]   # (N, heads, Lc, d)
+        h = self.canvas_hidden(canvas_ids, attention_mask.repeat_interleave(K, 0), kv)   # (N, C+1, H)
+        return h, IMROutput(length_logits=self.length_head(cls_states) if self.length_head is not None else None)
 
     def canvas_logits(self, input_ids, attention_mask, token_type_ids, kv: list | None = None) -> torch.Tensor:
         "Logits at the canvas positions (B, C, V): a full pass, or only the canvas on top of cached context `kv`."
         C = self.canvas_len
         if kv is None: return self.cls(self.hidden(input_ids, attention_mask, token_type_ids)[:, -C - 1:-1])
         Lc = input_ids.shape[1] - C - 1
-        bias = canvas_blind_bias(attention_mask, token_type_ids, self.dtype, q_from=Lc)  # (B, 1, C+1, L)
-        h = self.bert(input_ids[:, Lc:], attention_mask=bias, token_type_ids=token_type_ids[:, Lc:],
-                      position_ids=self.position_ids(input_ids.shape[1])[:, Lc:],
-                      past_key_values=DynamicCache(ddp_cache_data=kv)).last_hidden_state  # (B, C+1, H)
-        return self.cls(h[:, :-1])
+        return self.cls(self.canvas_hidden(input_ids[:, Lc:], attention_mask[:, :Lc], kv)[:, :-1])
+
 
 # %% ../nbs/07_imr.ipynb #19169cae
 def imr_model(mlm: BertForMaskedLM, size: int, imr: IMRConfig,
@@ -181,10 +206,11 @@ def imr_model(mlm: BertForMaskedLM, size: int, imr: IMRConfig,
 
 # %% ../nbs/07_imr.ipynb #73ef0ef1
 def mask_counts(n: int, size: int, min_ratio: float = 0.0, generator: torch.Generator | None = None,
-                stratified: bool = True) -> torch.Tensor:
-    "Masked positions per row, `ceil(t * size)` with t ~ U(min_ratio, 1] (stratified over the `n` rows): (n,)."
+                stratified: bool = True, copies: int = 1) -> torch.Tensor:
+    "Masked positions per row, `ceil(t * size)` with t ~ U(min_ratio, 1]: (n * copies,), row i's copies together."
     u = torch.rand(n, generator=generator)
     if stratified: u = (torch.randperm(n, generator=generator) + u) / n               # one draw per slice of [0, 1)
+    u = ((torch.arange(copies)[None] + u[:, None]) / copies).flatten()                 # a row's copies 1/K apart
     t = 1 - (1 - min_ratio) * u                                                        # (min_ratio, 1]
     return (t * size).ceil().long().clamp(1, size)
 
@@ -194,18 +220,19 @@ def random_subsets(k: torch.Tensor, size: int, generator: torch.Generator | None
 
 @dataclass
 class IMRCollator:
-    "Training batches: a canvas per reply, a drawn share t of its positions masked, labels only there."
+    "Training batches: a canvas per reply (or K masked copies of it), a drawn share t of its positions masked, labels only there."
     tokenizer: PreTrainedTokenizerBase
     canvas_len: int                 # C
     min_mask_ratio: float = 0.0     # t ~ U(min_mask_ratio, 1]
     elbo_weighting: bool = False    # weight each example by 1/t
     max_context: int | None = None  # keep the last `max_context` context ids (data.max_context_len)
+    copies: int = 1                 # K masked canvases per context (training only: seeded examples get one)
 
-    def draw(self, features: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-        "Masked counts (B,) and positions (B, C): per-example seeds when every feature has `mask_seed`, else global."
+    def draw(self, features: list[dict], copies: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        "Masked counts (B*K,) and positions (B*K, C): per-example seeds when every feature has `mask_seed`, else global."
         C = self.canvas_len
         if not all("mask_seed" in f for f in features):
-            k = mask_counts(len(features), C, self.min_mask_ratio)
+            k = mask_counts(len(features), C, self.min_mask_ratio, copies=copies)
             return k, random_subsets(k, C)
         gens = [torch.Generator().manual_seed(int(f["mask_seed"])) for f in features]
         k = torch.cat([mask_counts(1, C, self.min_mask_ratio, g, stratified=False) for g in gens])
@@ -213,17 +240,24 @@ class IMRCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         C, B, tok = self.canvas_len, len(features), self.tokenizer
-        canvas = make_canvas([f["reply_ids"] for f in features], C, tok.sep_token_id)     # (B, C)
-        k, chosen = self.draw(features)                                                   # (B,), (B, C)
-        batch = build_inputs([f["context_ids"] for f in features], canvas.masked_fill(chosen, tok.mask_token_id), tok,
-                             self.max_context)
-        labels = torch.full_like(batch["input_ids"], -100)
-        labels[:, -C - 1:-1] = canvas.masked_fill(~chosen, -100)
-        w = (1.0 / (k * B))[:, None].expand(B, C) if self.elbo_weighting else torch.full((B, C), 1.0 / k.sum().item())
-        weights = torch.zeros(labels.shape)
-        weights[:, -C - 1:-1] = w * chosen
+        K = 1 if all("mask_seed" in f for f in features) else self.copies
+        canvas = make_canvas([f["reply_ids"] for f in features], C, tok.sep_token_id).repeat_interleave(K, 0)  # (N, C), N = B*K
+        k, chosen = self.draw(features, K)                                                # (N,), (N, C)
+        masked, target = canvas.masked_fill(chosen, tok.mask_token_id), canvas.masked_fill(~chosen, -100)
+        w = (1.0 / (k * B * K))[:, None].expand(B * K, C) if self.elbo_weighting else torch.full((B * K, C), 1.0 / k.sum().item())
         lengths = torch.tensor([min(len(f["reply_ids"]), C - 1) for f in features])
-        return dict(batch, labels=labels, loss_weights=weights, length_labels=lengths, mask_ratio=k / C)
+        extra = dict(length_labels=lengths, mask_ratio=k / C)
+        contexts = [f["context_ids"] for f in features]
+        if K == 1:   # one sequence per example: [CLS] context [SEP] canvas [SEP]
+            batch = build_inputs(contexts, masked, tok, self.max_context)
+            labels, weights = torch.full_like(batch["input_ids"], -100), torch.zeros(batch["input_ids"].shape)
+            labels[:, -C - 1:-1], weights[:, -C - 1:-1] = target, w * chosen
+            return dict(batch, labels=labels, loss_weights=weights, **extra)
+        # K copies: the context alone (B, Lc), and the canvases with their [SEP] (N, C+1), labels and weights the same shape
+        ctx = {key: v[:, :-1] for key, v in build_inputs(contexts, canvas[:B, :0], tok, self.max_context).items()}
+        sep = torch.full((B * K, 1), tok.sep_token_id, dtype=torch.long)
+        return dict(ctx, canvas_ids=torch.cat([masked, sep], 1), labels=torch.cat([target, torch.full_like(sep, -100)], 1),
+                    loss_weights=torch.cat([w * chosen, torch.zeros(B * K, 1)], 1), **extra)
 
 def with_mask_seeds(ds, seed: int = 0):
     "`ds` with a `mask_seed` column, so the collator masks each example the same way every time."

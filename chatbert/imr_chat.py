@@ -22,12 +22,13 @@ from .config import Config, ConfigError, read_config, save_config
 from .data import _clean, detokenize, encode_history
 from .imr import IMRForMaskedLM, build_inputs, canvas_len, imr_model, make_canvas
 from .imr import IMRCollator, init_head_bias, random_subsets, with_mask_seeds
-from .imr_decode import choose_lengths, decode_settings, length_pmf, refine, row_trace
+from .imr_decode import Refined, choose_lengths, decode_settings, length_pmf, refine, repair_positions, row_trace
 from .speed import closed_vocab, restore_output
 from .train import apply_train_settings, train_model
 
 # %% auto #0
-__all__ = ['NELBO_COVERS', 'IMRChat', 'IMRDecoded', 'canvas_constraints', 'words', 'covered_text']
+__all__ = ['CONTRACTION_PIECES', 'NELBO_COVERS', 'IMRChat', 'IMRDecoded', 'canvas_constraints', 'banning', 'words',
+           'covered_text']
 
 # %% ../nbs/07b_imr_chat.ipynb #94439ecb
 class IMRChat:
@@ -62,7 +63,7 @@ class IMRChat:
 def collator(self: IMRChat) -> IMRCollator:
     "The training collator for this model and config."
     return IMRCollator(self.tokenizer, self.canvas_len, self.cfg.imr.min_mask_ratio, self.cfg.imr.elbo_weighting,
-                       self.max_context)
+                       self.max_context, copies=self.cfg.imr.canvases_per_context)
 
 @patch
 def lr_by_prefix(self: IMRChat) -> dict[str, float]:
@@ -140,6 +141,17 @@ def _banned_ids(self: IMRChat) -> list[int]:
     t = self.tokenizer
     return [t.mask_token_id, t.cls_token_id, t.pad_token_id, *t.convert_tokens_to_ids(list(SPEAKER_MARKS))]
 
+CONTRACTION_PIECES = ("'", "s", "t", "m", "re", "ll", "ve", "d", "n")   # i ' m, don ' t, we ' ll: English, not repeats
+
+@patch
+def _exempt(self: IMRChat) -> torch.Tensor:
+    "(V,) bool: punctuation and contraction pieces, which penalties on repeated tokens and the repair pass leave alone."
+    if getattr(self, "_exempt_ids", None) is None:
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        punct = lambda t: all(unicodedata.category(ch).startswith("P") for ch in t)
+        self._exempt_ids = torch.tensor([punct(t) or t in CONTRACTION_PIECES for t in vocab])
+    return self._exempt_ids
+
 @patch
 def _logits_fn(self: IMRChat, inputs: dict, kv: list | None, src: torch.Tensor, no_end: torch.Tensor) -> Callable:
     "A `refine` logits_fn: rows of the expanded batch map to contexts `src`; bans applied."
@@ -152,6 +164,16 @@ def _logits_fn(self: IMRChat, inputs: dict, kv: list | None, src: torch.Tensor, 
         logits = self.model.canvas_logits(ids, inputs["attention_mask"][ctx], inputs["token_type_ids"][ctx], sub_kv)
         logits[..., banned] = -math.inf                                                   # (b, C, V)
         logits[..., self.end_id] = logits[..., self.end_id].masked_fill(no_end[rows], -math.inf)
+        return logits
+    return fn
+
+def banning(logits_fn: Callable, ban: torch.Tensor, # (N, C) a token id banned at each position, -1 where none
+           ) -> Callable:
+    "`logits_fn` with each row's banned token at each position set to -inf (the repair pass: a repeat cannot come back)."
+    def fn(canvas, rows):
+        logits, b = logits_fn(canvas, rows), ban[rows]                                     # (b, C, V), (b, C)
+        r, c = (b >= 0).nonzero(as_tuple=True)
+        logits[r, c, b[r, c]] = -math.inf
         return logits
     return fn
 
@@ -184,14 +206,28 @@ def decode_ids(self: IMRChat, contexts: list[list[int]], # context ids (data.enc
     fixed = torch.full((B, C), -1) if fixed is None else fixed
     src, fx, no_end = canvas_constraints(fixed.to(dev), lengths, self.end_id, lo, hi)         # (N,), (N, C), (N, C)
     is_fixed = fx >= 0
-    res = refine(self._logits_fn(inputs, kv, src, no_end), torch.where(is_fixed, fx, self.mask_id), is_fixed,
-                 self.mask_id, steps=d.steps, schedule=d.schedule, threshold=d.threshold,
-                 temperature=d.temperature, temperature_end=d.temperature_end, top_k=d.top_k, top_p=d.top_p,
-                 do_sample=d.do_sample, remask=d.remask, remask_budget=d.remask_budget, order=d.order,
-                 block_len=d.block_len, end_id=self.end_id, defer_end=d.defer_end, canvas_penalty=d.canvas_penalty,
-                 seed=d.seed, trace=trace)
+    fn = self._logits_fn(inputs, kv, src, no_end)
+    options = dict(schedule=d.schedule, threshold=d.threshold, temperature=d.temperature, temperature_end=d.temperature_end,
+                   top_k=d.top_k, top_p=d.top_p, do_sample=d.do_sample, remask=d.remask, remask_budget=d.remask_budget,
+                   order=d.order, end_id=self.end_id, canvas_penalty=d.canvas_penalty,
+                   penalty_exempt=self._exempt().nonzero().flatten().tolist(), ltr_bias=d.ltr_bias, seed=d.seed, trace=trace)
+    res = refine(fn, torch.where(is_fixed, fx, self.mask_id), is_fixed, self.mask_id, steps=d.steps,
+                 block_len=d.block_len, defer_end=d.defer_end, **options)
+    for _ in range(d.repair): res = self._repair(res, fn, is_fixed, d.repair_lowest, options)
     self.model.train(was_training)
     return self._best(res, is_fixed, B, forwards, trace, length_logp)
+
+@patch
+def _repair(self: IMRChat, res: Refined, fn: Callable, is_fixed: torch.Tensor, lowest: int, options: dict) -> Refined:
+    "One repair pass: re-mask the repeats and the `lowest` least confident tokens, predict them again one per step."
+    at, ban = repair_positions(res.canvas, res.confidence, ~is_fixed, self.end_id, self._exempt().to(res.canvas.device), lowest)
+    if not at.any(): return res
+    again = refine(banning(fn, ban), res.canvas.masked_fill(at, self.mask_id), ~at, self.mask_id,
+                   steps=int(at.sum(1).max()), **options)                       # one token per step: the most careful order
+    offset = len(res.trace) and res.trace[-1]["step"] + 1
+    return Refined(again.canvas, torch.where(at, again.confidence, res.confidence), res.steps + again.steps,
+                   res.forwards + again.forwards, res.remasked + at.sum(1),
+                   res.trace + [dict(e, step=e["step"] + offset) for e in again.trace])
 
 @patch
 def _best(self: IMRChat, res, is_fixed: torch.Tensor, B: int, forwards: int, trace: bool,

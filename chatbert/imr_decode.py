@@ -16,7 +16,8 @@ from .config import LENGTHS, ORDERS, SCHEDULES, ConfigError, DecodeConfig, valid
 
 # %% auto #0
 __all__ = ['decode_settings', 'temperature_at', 'rank_scores', 'choose_tokens', 'masked_after', 'rank_desc', 'n_to_commit',
-           'commit_and_remask', 'length_pmf', 'choose_lengths', 'Refined', 'on_canvas', 'refine', 'row_trace']
+           'commit_and_remask', 'length_pmf', 'choose_lengths', 'Refined', 'on_canvas', 'refine', 'row_trace',
+           'repair_positions']
 
 # %% ../nbs/07a_imr_decode.ipynb #3c83fc8a
 def decode_settings(base: DecodeConfig, # the config's defaults (cfg.decode)
@@ -180,6 +181,8 @@ def refine(logits_fn: Callable, # (canvas (b, C), rows (b,)) -> logits (b, C, V)
            end_id: int | None = None, # the end token: never penalised; needed by `defer_end`
            defer_end: bool = False, # commit an end token only where nothing to its left is masked
            canvas_penalty: float = 0.0, # subtracted from the logits of tokens already on the canvas
+           penalty_exempt: list[int] = (), # token ids the canvas penalty never hits (punctuation, contraction pieces)
+           ltr_bias: float = 0.0, # subtracted from the ranking score times the position's place j / C (soft left to right)
            seed: int = 0, # sampling seed
            confidence: torch.Tensor | None = None, # (B, C) confidences of tokens already committed (default 1.0)
            trace: bool = False) -> Refined:
@@ -194,7 +197,8 @@ def refine(logits_fn: Callable, # (canvas (b, C), rows (b,)) -> logits (b, C, V)
     zeros = lambda: torch.zeros(B, dtype=torch.long, device=canvas.device)
     gen = torch.Generator(device=canvas.device).manual_seed(seed) if do_sample else None
     prio = (torch.arange(C, device=canvas.device)[None] // block_len).float() if block_len else None   # (1, C) block
-    skip = [mask_id] + ([end_id] if end_id is not None else [])
+    skip = [mask_id, *penalty_exempt] + ([end_id] if end_id is not None else [])
+    place = torch.arange(C, device=canvas.device)[None] / C                     # (1, C) j / C
     out = Refined(canvas, conf, zeros(), 0, zeros())
     for step in range(steps):
         masked = (canvas == mask_id) & ~fixed                             # (B, C)
@@ -205,6 +209,7 @@ def refine(logits_fn: Callable, # (canvas (b, C), rows (b,)) -> logits (b, C, V)
         logits = logits_fn(cur, rows)                                     # (b, C, V)
         if canvas_penalty: logits = logits - canvas_penalty * on_canvas(cur, logits.shape[-1], skip)[:, None]
         tok, c, sc = choose_tokens(logits, temperature, top_k, top_p, do_sample, gen, tau, order)   # (b, C) each
+        if ltr_bias: sc = sc - ltr_bias * place
         if step == steps - 1: commit, re = m, torch.zeros_like(m)         # the last step commits everything
         else:
             ok = m if not defer_end else m & ((tok != end_id) | ((m.cumsum(1) - m.long()) == 0))
@@ -232,3 +237,27 @@ def row_trace(trace: list[dict], row: int) -> list[dict]:
                         remasked=e["remasked"][i].nonzero().squeeze(1).tolist(),
                         confidence=[round(x, 4) for x in e["confidence"][i].tolist()]))
     return out
+
+# %% ../nbs/07a_imr_decode.ipynb #8e29759d
+def repair_positions(canvas: torch.Tensor, # (B, C) a decoded canvas
+                     confidence: torch.Tensor, # (B, C) each token's confidence when committed
+                     free: torch.Tensor, # (B, C) bool: positions decoding chose (not fixed)
+                     end_id: int, exempt: torch.Tensor, # (V,) bool: ids that never count as repeats
+                     lowest: int = 2, # the least confident reply tokens re-masked besides the repeats
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Positions to predict again (B, C) bool, and the token banned at each (B, C), -1 where none."
+    B, C = canvas.shape
+    pos = torch.arange(C, device=canvas.device)[None]
+    is_end = canvas == end_id
+    n = torch.where(is_end.any(1), is_end.int().argmax(1), C)[:, None]                  # (B, 1) reply length
+    word = free & (pos < n) & ~exempt[canvas]                                           # (B, C) repeatable reply tokens
+    prev = torch.cat([canvas[:, :1] * 0 - 1, canvas[:, :-1]], 1)                        # (B, C) the token to the left
+    doubled = free & (pos < n) & (canvas == prev)                                     # punctuation too: "sorry . . ."
+    pair = word & torch.cat([word[:, :1] & False, word[:, :-1]], 1)                     # (B, C) a bigram ends here
+    big = torch.where(pair, prev * (exempt.numel() + 1) + canvas, -1 - pos)             # (B, C) ids unique unless a pair
+    seen_before = ((big[:, :, None] == big[:, None, :]) & (pos[0][None, :] < pos[0][:, None])[None]).any(2)  # (B, C)
+    again = pair & seen_before
+    repeat = doubled | again | torch.cat([again[:, 1:], again[:, :1] & False], 1)      # a repeated bigram: both tokens
+    reply = free & (pos < n)
+    weak = reply & (rank_desc(-confidence.masked_fill(~reply, math.inf)) < lowest)      # the `lowest` least confident
+    return repeat | weak, torch.where(repeat, canvas, -1)

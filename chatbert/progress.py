@@ -9,7 +9,7 @@ import time
 from transformers import TrainerCallback
 
 # %% auto #0
-__all__ = ['duration', 'examples_per_step', 'examples_seen', 'ProgressCallback']
+__all__ = ['duration', 'examples_per_step', 'examples_seen', 'ProgressCallback', 'ClockCallback']
 
 # %% ../nbs/04c_progress.ipynb #23ec6da3
 def duration(seconds: float) -> str:
@@ -55,3 +55,15 @@ class ProgressCallback(TrainerCallback):
             self.print_fn(f"{where} | loss {logs['loss']:.2f}{lr} | {rate:.1f} ex/s | elapsed {duration(elapsed)} | ETA {duration(eta)}")
         if "eval_loss" in logs:
             self.print_fn(f"{where} | validation loss {logs['eval_loss']:.3f} | elapsed {duration(elapsed)}")
+
+# %% ../nbs/04c_progress.ipynb #e4eaa6cf
+class ClockCallback(TrainerCallback):
+    "Adds `elapsed_seconds` and `train_seconds` (elapsed less validation time) to each row of the Trainer's log history."
+    def on_train_begin(self, args, state, control, **kwargs): self.t0, self.eval_s = time.time(), 0.0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not hasattr(self, "t0") or not state.log_history: return
+        row = state.log_history[-1]                        # the row the Trainer just appended for `logs`
+        self.eval_s += row.get("eval_runtime", 0.0)
+        elapsed = time.time() - self.t0
+        row.update(elapsed_seconds=round(elapsed, 2), train_seconds=round(elapsed - self.eval_s, 2))

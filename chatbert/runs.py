@@ -14,8 +14,8 @@ from .config import (Config, ConfigError, from_dict, load_config, parse_override
 from .core import cache_dir, project_root
 
 # %% auto #0
-__all__ = ['STAMP', 'INPUT_ERRORS', 'RESCORING_KEYS', 'RunError', 'override_suffix', 'run_name', 'results_dir', 'runs_dir',
-           'relative', 'from_repo', 'finished', 'claim_run_dir', 'model_settings', 'config_changes',
+__all__ = ['STAMP', 'RESCORING_KEYS', 'INPUT_ERRORS', 'RunError', 'override_suffix', 'run_name', 'results_dir', 'runs_dir',
+           'relative', 'from_repo', 'finished', 'claim_run_dir', 'is_rescoring', 'model_settings', 'config_changes',
            'skip_incomplete_checkpoints', 'claim_checkpoints', 'find_run', 'model_dir', 'resolve_model', 'base_run',
            'run_model', 'backbone_positions', 'positions_needed', 'check_positions', 'check_device', 'preflight',
            'with_resolved_models', 'check_examples', 'rank', 'world_size', 'is_main_process', 'main_process_first',
@@ -104,13 +104,20 @@ def claim_run_dir(out: str | Path, # the run folder
 
 # %% ../nbs/09c_runs.ipynb #7c3ec3b3
 STAMP = "run.json"
-_NOT_MODEL = ("name", "description", "decode", "eval")   # sections that do not change the trained model
+RESCORING_KEYS = ("decode.", "eval.", "train.max_eval_examples", "train.eval_batch_size", "train.device")   # the one list of what does not change the trained model
+
+def is_rescoring(key: str, # a dotted config key
+                 allowed: tuple = RESCORING_KEYS, # dotted keys (a trailing dot: a whole section)
+                ) -> bool:
+    "Does `key` change only how a trained model is scored, not the model?"
+    return any(key.startswith(a) if a.endswith(".") else key == a for a in allowed)
 
 def model_settings(cfg: Config | dict) -> dict:
-    "The settings that make the trained model (flat): all but name, description, decoding and evaluation."
-    if not isinstance(cfg, Config):   # a saved config or stamp: a setting added since it was written has its default
-        return model_settings(Config()) | _flat({k: v for k, v in cfg.items() if k not in _NOT_MODEL})
-    return _flat({k: v for k, v in to_dict(cfg).items() if k not in _NOT_MODEL})
+    "The settings that make the trained model (flat): all but name, description and the rescoring keys."
+    flat = _flat({k: v for k, v in (cfg.items() if isinstance(cfg, dict) else to_dict(cfg).items()) if k not in ("name", "description")})
+    own = {k: v for k, v in flat.items() if not is_rescoring(k)}
+    # a saved config or stamp: a setting added since it was written has its default
+    return own if isinstance(cfg, Config) else model_settings(Config()) | own
 
 def config_changes(a: Config | dict, b: Config | dict, n: int = 3) -> str:
     "The first `n` model settings where `a` and `b` differ, as `key a -> b`."
@@ -358,13 +365,11 @@ def apply_overrides(cfg: Config, overrides) -> Config:
         return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v for k, v in over.items()}}
     return validate_config(from_dict(Config, merge(to_dict(cfg), parse_overrides(overrides))))
 
-RESCORING_KEYS = ("decode.", "eval.", "train.max_eval_examples", "train.eval_batch_size", "train.device")
-
 def check_rescoring(overrides, allowed: tuple = RESCORING_KEYS, # dotted keys (a trailing dot: a whole section)
                     what: str = "an evaluation scores the trained model again") -> dict:
     "`overrides` as a nested dict when they change only how a trained model is scored, else `ConfigError`."
     flat = _flat(parse_overrides(overrides))
-    bad = [k for k in flat if not any(k.startswith(a) if a.endswith(".") else k == a for a in allowed)]
+    bad = [k for k in flat if not is_rescoring(k, allowed)]
     if bad:
         raise ConfigError(f"{', '.join(bad)}: {what}, so only {', '.join(a + '*' if a.endswith('.') else a for a in allowed)} "
                           f"can change; a setting of the model needs a new run (chatbert train CONFIG {bad[0]}=...)")

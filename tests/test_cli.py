@@ -303,7 +303,42 @@ def test_choose_picks_on_validation_and_scores_the_choice(tmp_path, monkeypatch,
     choice, metrics = json.loads((out / "choice.json").read_text()), json.loads((out / "metrics.json").read_text())
     assert choice["rule"] == RULE and choice["rank_by"] == "rougeL" and choice["contexts"] == 3 and len(choice["rows"]) == len(GRIDS["left_to_right"])
     best = choose_decoding(choice["rows"], by=choice["rank_by"])
-    assert choice["chosen"] == {k: best[k] for k in GRIDS["left_to_right"][0]}
+    assert choice["chosen"] == GRIDS["left_to_right"][choice["rows"].index(best)] and choice["grid"] == GRIDS["left_to_right"]
     decode = yaml.safe_load((out / "config.yaml").read_text())["decode"]
     assert all(decode[k] == v for k, v in choice["chosen"].items())          # the evaluation used the chosen decoding
     assert metrics["n"] > 0 and "chosen:" in capsys.readouterr().out
+
+
+def test_judge_adds_listening_to_a_finished_folder_from_its_samples(tmp_path, capsys):
+    "`chatbert judge FOLDER`: the listening judge over samples.jsonl; a reply copied from its context is found among 20."
+    topics = ["tea", "football", "rain", "cats", "jazz", "trains", "chess", "spring", "bread", "the sea", "maths", "winter",
+              "pizza", "dancing", "my car", "paris", "the news", "coffee", "movies", "running", "snow", "poetry"]
+    samples = [{"conv_id": f"c{i // 2}", "context": [f"do you like {t}?"], "reference": f"yes, i love {t}.",
+                "reply": f"do you like {t}?" if i % 2 else "ok."} for i, t in enumerate(topics)]
+    run = tmp_path / "run"; run.mkdir()
+    (run / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    (run / "metrics.json").write_text(json.dumps({"n": len(samples), "rougeL": 1.0}))
+    assert main(["judge", str(run)]) == 0 and "listen_hits20" in capsys.readouterr().out
+    m = json.loads((run / "metrics.json").read_text())
+    hits = [json.loads(line)["listen_hit"] for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert m["rougeL"] == 1.0 and m["ref_listen_hits20"] == 1.0                  # the references name their topic
+    assert all(h == 1.0 for h in hits[1::2]) and all(h < 0.5 for h in hits[::2])  # copies found; "ok." ties with "ok."s
+    assert m["listen_hits20"] == sum(hits) / len(hits)
+    fails(capsys, ["judge", str(tmp_path / "nowhere")], "nowhere")
+
+
+def test_a_trained_run_scores_another_sources_test_split(tmp_path, monkeypatch):
+    "`chatbert evaluate RUN eval.test_source=jsonl eval.test_path=DIR`: the run's model on another test set, recorded as such."
+    monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / "mine"; other.mkdir()
+    conv = lambda i: json.dumps({"turns": [f"hello number {i}", "hi, how are you?", f"fine, thanks {i}", "good to hear."]}) + "\n"
+    for split, n in (("train", 3), ("validation", 2), ("test", 3)):
+        (other / f"{split}.jsonl").write_text("".join(conv(i) for i in range(n)))
+    assert main(["train", "smoke", "eval.bertscore=false", "train.max_eval_examples=100", "--name", "r"]) == 0
+    assert main(["evaluate", "r", "eval.test_source=jsonl", f"eval.test_path={other}", "--tag", "mine"]) == 0
+    out = tmp_path / "results" / "runs" / "r" / "eval" / "mine"
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 3 * 3 and all("hello number" in " ".join(s["context"]) or "thanks" in s["reference"] or
+                                         "how are you" in s["reference"] or "good to hear" in s["reference"] for s in samples)
+    assert yaml.safe_load((out / "config.yaml").read_text())["eval"]["test_source"] == "jsonl"
+    assert yaml.safe_load((out / "config.yaml").read_text())["data"]["source"] == "ccc"   # the model's own data, as trained

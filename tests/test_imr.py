@@ -8,7 +8,8 @@ from dataclasses import asdict
 
 from chatbert.config import load_config
 from chatbert.data import detokenize, load_examples
-from chatbert.experiment import ABLATIONS, RESCORABLE, config_diff
+from chatbert.experiment import ABLATIONS, config_diff
+from chatbert.runs import is_rescoring
 from chatbert.imr import IMRCollator, build_inputs, canvas_len, make_canvas
 from chatbert.imr_chat import IMRChat
 from chatbert.imr_decode import SCHEDULES, Refined, commit_and_remask, length_pmf, refine
@@ -395,7 +396,7 @@ def test_each_imr_ablation_changes_the_decoders_output_or_the_training_loss(base
     tiny model); a training ablation changes the training loss of the tiny backbone on the same batch and masks."""
     chat, hist = planted
     changed = config_diff(name, base)
-    trains = {k: v for k, v in changed.items() if k.split(".")[0] not in RESCORABLE}
+    trains = {k: v for k, v in changed.items() if not is_rescoring(k)}
     dec_base, dec_abl = asdict(load_config(base).decode), asdict(load_config(name).decode)
     assert trains or dec_base != dec_abl, f"{name} changes nothing: {changed}"
     if dec_base != dec_abl:
@@ -408,3 +409,35 @@ def test_each_imr_ablation_changes_the_decoders_output_or_the_training_loss(base
             torch.manual_seed(1)
             with torch.no_grad(): losses.append(chat_t.model.eval()(**chat_t.collator()(feats)).loss.item())
         assert abs(losses[0] - losses[1]) > 1e-4, (changed, losses)
+
+
+def test_k_canvases_on_one_context_encoding_equal_k_full_sequences():
+    """`imr.canvases_per_context`: a canvas-blind context encoded once and shared by its K masked copies gives the loss and
+    the gradients of the same K canvases each run as a full `[CLS] context [SEP] canvas [SEP]` sequence."""
+    import torch
+    from chatbert.backbone import load_backbone, load_tokenizer
+    from chatbert.config import IMRConfig, load_config
+    from chatbert.data import load_examples
+    from chatbert.imr import IMRCollator, build_inputs, canvas_len, imr_model
+    tok, cfg = load_tokenizer("tiny"), load_config("smoke")
+    feats = [load_examples(cfg.data, tok)["train"][i] for i in range(5)]
+    C, K = canvas_len(cfg), 3
+    model = imr_model(load_backbone("tiny", "mlm", tok), C, IMRConfig(context_sees_canvas=False),
+                      start=cfg.data.max_context_len + 2).eval()
+    torch.manual_seed(0)
+    b = IMRCollator(tok, C, copies=K, max_context=cfg.data.max_context_len)(feats)
+    assert b["input_ids"].shape[0] == 5 and b["canvas_ids"].shape == (5 * K, C + 1)
+    ratios = b["mask_ratio"].view(5, K)
+    assert (ratios.max(1).values - ratios.min(1).values > 0.3).all()       # a context's copies spread over the ratios
+    full = build_inputs([f["context_ids"] for f in feats for _ in range(K)], b["canvas_ids"][:, :-1], tok,
+                        cfg.data.max_context_len)
+    labels, w = torch.full_like(full["input_ids"], -100), torch.zeros(full["input_ids"].shape)
+    labels[:, -C - 1:-1], w[:, -C - 1:-1] = b["labels"][:, :-1], b["loss_weights"][:, :-1]
+    def loss_and_grad(**batch):
+        model.zero_grad()
+        loss = model(**batch).mlm_loss
+        loss.backward()
+        return loss.item(), model.bert.encoder.layer[0].attention.self.query.weight.grad.clone()
+    (shared, g1), (separate, g2) = loss_and_grad(**b), loss_and_grad(**full, labels=labels, loss_weights=w)
+    assert abs(shared - separate) < 1e-5 and torch.allclose(g1, g2, atol=1e-6), (shared, separate)
+    assert b["loss_weights"].sum().item() == pytest.approx(1.0)            # the loss keeps the scale of K = 1
