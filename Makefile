@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
 
-.PHONY: curves-before bench-train readme help install test test-slow export clean-nbs check-sync lock data-stats quickstart bench
+.PHONY: curves-before bench-train readme help install test export check-sync lock data-stats quickstart bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,9 +27,6 @@ $(STAMP): requirements.txt setup.py settings.ini
 test: $(STAMP)  ## nbdev_test (every notebook) + pytest, offline, CPU
 	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --timing
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
-
-test-slow: $(STAMP)  ## also the cells flagged slow
-	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --flags slow
 
 export: $(STAMP)  ## notebooks -> chatbert/ and clean notebook metadata
 	$(BIN)/nbdev_export
@@ -53,7 +50,7 @@ quickstart: $(STAMP)  ## the main job, offline on a CPU: train ChatBERT-ED on Ch
 	HF_HUB_OFFLINE=1 $(BIN)/chatbert demo quickstart
 	@echo "What you just saw: ChatBERT-ED after ten minutes of training on 2 CPU cores (17,920 Chit-Chat examples)."
 	@echo "It writes English but does not yet listen: replies are sampled, and greedy decoding gives one reply to every message."
-	@echo "The systems that chat are the *_cpu runs (results/runs/*_cpu, README: Status); train one with DailyDialog's files: chatbert train imr_cpu data.path=DIR"
+	@echo "The systems that chat are the *_cpu runs (results/runs/*_cpu, docs/results.md); train one with DailyDialog's files: chatbert train imr_cpu data.path=DIR"
 
 bench: $(STAMP)  ## decoding latency of imr/ed/baseline_cpu (IMR 4/8/16 steps; batch 1 and 32) -> results/bench/decode_<device>.json (needs DailyDialog: $(DD))
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench
@@ -90,7 +87,7 @@ browser-deps:  ## install Debian's chromium and chromium-driver (the demo's brow
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
 	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)
 
-# The GPU suite (README, "More compute"): every *_dd system and ablation, one run after another (each under torchrun
+# The GPU suite (docs/compute.md, "More compute"): every *_dd system and ablation, one run after another (each under torchrun
 # with NPROC processes when NPROC > 1); a failed run is recorded in results/reproduce/dd.json and the suite goes on;
 # then the report. reproduce-gpu-dry runs the same suite at smoke scale on CPU in a scratch folder (tests/test_run.py).
 NPROC ?= 1

@@ -111,6 +111,7 @@ def grouped_batches(train, batch_size: int, n: int, seed: int = 0) -> list[list[
 def real_tokens(batch: dict) -> tuple[int, int]:
     "Real (non-padding) and total input tokens of a collated batch, decoder inputs included."
     real, total = int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
+    if "canvas_ids" in batch: return real + batch["canvas_ids"].numel(), total + batch["canvas_ids"].numel()   # IMR, K canvases
     if "input_ids" in batch and batch["labels"].shape != batch["input_ids"].shape:   # ED: the decoder reads one token per label slot
         real, total = real + int(batch["labels"].ne(-100).sum()), total + batch["labels"].numel()
     return real, total

@@ -29,7 +29,7 @@ SUITES = {  # suite -> configs of its main table, in row order
     "distil": [f"{v}_distil" for v in VARIANTS],
 }
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
-IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
+IMR_RUNS = ("imr_cpu", "imr_cpu_k1", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
 TAG_LABELS = {"val_choice": "(decoding chosen on validation)"}   # how a re-scoring is named in a table
 TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
