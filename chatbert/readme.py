@@ -60,8 +60,9 @@ def replace_block(text: str, name: str, body: str) -> str:
     head, rest = text.split(start, 1)
     return head + start + "\n" + body.strip("\n") + "\n" + end + rest.split(end, 1)[1]
 
-def write_readme_assets(results_dir="results", out_dir="results/readme", readme: str | None = "README.md") -> list[Path]:
-    "The README's results table (Markdown) and its PNGs (IMR trace, learning curves), drawn from results/."
+def write_readme_assets(results_dir="results", out_dir="results/readme", readme: str | None = "README.md",
+                        results_doc: str | None = "docs/results.md") -> list[Path]:
+    "The README's results table (Markdown) and its PNGs (IMR trace, learning curves), drawn from results/; the transcript into `results_doc`."
     results, out = _resolve(results_dir), _resolve(out_dir)
     summary = summarise_runs(collect_runs(results))
     table = markdown_table(summary, "cpu")
@@ -75,8 +76,8 @@ def write_readme_assets(results_dir="results", out_dir="results/readme", readme:
         written.append(out/f"{name}.png")
     talk = transcript_markdown(load_transcripts(results, "cpu"))
     written.append(write_text_atomic(talk + "\n", out/"transcript_cpu.md"))
-    if readme:
-        p = _resolve(readme)
-        text = replace_block(p.read_text(encoding="utf-8"), "results:cpu", table)
-        p.write_text(replace_block(text, "transcript:cpu", talk), encoding="utf-8")
+    for doc, block, body in ((readme, "results:cpu", table), (results_doc, "transcript:cpu", talk)):
+        if doc:
+            p = _resolve(doc)
+            p.write_text(replace_block(p.read_text(encoding="utf-8"), block, body), encoding="utf-8")
     return written
