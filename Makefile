@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
 
-.PHONY: curves-before bench-train readme help install test export check-sync lock data-stats quickstart bench
+.PHONY: curves-before bench-train readme help install test test-slow export check-sync lock data-stats quickstart bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ $(STAMP): requirements.txt setup.py settings.ini
 test: $(STAMP)  ## nbdev_test (every notebook) + pytest, offline, CPU
 	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --timing
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+test-slow: $(STAMP)  ## also the cells flagged slow
+	HF_HUB_OFFLINE=1 $(BIN)/nbdev_test --n_workers 2 --flags slow
 
 export: $(STAMP)  ## notebooks -> chatbert/ and clean notebook metadata
 	$(BIN)/nbdev_export

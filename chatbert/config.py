@@ -355,10 +355,7 @@ def validate_decoding(decode: DecodeConfig | dict, # a DecodeConfig, or decoding
     _check(d.length_beam >= 1, k("length_beam"), d.length_beam, "at least 1")
     _check(d.order in ORDERS, k("order"), d.order, " | ".join(ORDERS))
     _check(d.block_len >= 0, k("block_len"), d.block_len, "0 (off) or more")
-    _check(d.canvas_penalty >= 0, k("canvas_penalty"), d.canvas_penalty, "0 (off) or more")
-    _check(d.ltr_bias >= 0, k("ltr_bias"), d.ltr_bias, "0 (off) or more")
-    _check(d.repair >= 0, k("repair"), d.repair, "0 (off) or more")
-    _check(d.repair_lowest >= 0, k("repair_lowest"), d.repair_lowest, "0 or more")
+    for key in ("canvas_penalty", "ltr_bias", "repair", "repair_lowest"): _check(getattr(d, key) >= 0, k(key), getattr(d, key), "0 (off) or more")
     return d
 
 # %% ../nbs/01_config.ipynb #fe9d2e3d
@@ -387,9 +384,7 @@ def validate_config(cfg: Config) -> Config:
            cfg.ed.decoder_hidden, f"a multiple of ed.decoder_heads ({cfg.ed.decoder_heads})")
     _check(_at_least(cfg.imr.canvas_len, 2), "imr.canvas_len", cfg.imr.canvas_len, "at least 2 (or null)")
     _check(cfg.ra.pool in ("split", "run"), "ra.pool", cfg.ra.pool, "split | run")
-    _check(cfg.imr.canvases_per_context >= 1, "imr.canvases_per_context", cfg.imr.canvases_per_context, "at least 1")
-    _check(cfg.imr.canvases_per_context == 1 or not cfg.imr.context_sees_canvas, "imr.canvases_per_context",
-           cfg.imr.canvases_per_context, "1 while imr.context_sees_canvas is true (only a canvas-blind context is encoded once)")
+    _check((K := cfg.imr.canvases_per_context) >= 1 and (K == 1 or not cfg.imr.context_sees_canvas), "imr.canvases_per_context", K, "at least 1, and 1 while imr.context_sees_canvas is true")
     _check(0 <= cfg.imr.min_mask_ratio < 1, "imr.min_mask_ratio", cfg.imr.min_mask_ratio, "in [0, 1)")
     _check(cfg.model.variant != "fib" or bool(cfg.fib.imr_model), "fib.imr_model", cfg.fib.imr_model,
            "the run (or model folder) of a trained IMR model for FIB")

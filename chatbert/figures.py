@@ -21,9 +21,10 @@ from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, TRACE_EXAMPLE, 
 from .tables import system_label
 
 # %% auto #0
-__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'CURVE_ABLATIONS', 'COST_PAIRS', 'style', 'placeholder_figure', 'save_pdf',
-           'fig_imr_trace', 'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths', 'ablation_deltas',
-           'fig_ablations', 'fig_quality_latency', 'fig_learning_curves', 'fig_cost_curves']
+__all__ = ['WIDTH', 'WIDE', 'PALETTE', 'QUALITY', 'CURVE_ABLATIONS', 'COST_PAIRS', 'IMR_RECIPES', 'style', 'placeholder_figure',
+           'save_pdf', 'fig_imr_trace', 'fig_imr_steps', 'fig_imr_schedules', 'reply_lengths', 'fig_lengths',
+           'ablation_deltas', 'fig_ablations', 'fig_quality_latency', 'fig_learning_curves', 'fig_cost_curves',
+           'fig_imr_recipes']
 
 # %% ../nbs/10c_figures.ipynb #6dde939f
 WIDTH, WIDE = 3.4, 7.0   # inches: one column, both columns
@@ -285,4 +286,24 @@ def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, p
                 ax.plot(last, o["val_loss_cut"].iloc[0], marker="o", mfc="none", color="k", ls="none", ms=4, label="before, cut layer")
             ax.set(title=pairs[run], xlabel="examples seen (thousands)")
         axes[0].set_ylabel("validation loss (nats/token)"); axes[0].legend(frameon=False, handlelength=3, loc="upper right")
+    return fig
+
+# %% ../nbs/10c_figures.ipynb #b68e2e5d
+IMR_RECIPES = {"imr_cpu_k1": "one canvas per context", "imr_cpu": "two canvases per context"}   # run -> label
+
+def fig_imr_recipes(curves: pd.DataFrame, recipes=IMR_RECIPES, target: str = "imr_cpu_k1") -> Figure:
+    "Validation loss against training minutes, one line per IMR recipe, the first recipe's final loss dotted."
+    c = curves[curves["run"].isin(recipes) & curves["seconds"].notna()] if len(curves) else curves
+    if c.empty: return placeholder_figure("No IMR recipe curves yet: " + RUN["runs"].format(configs=" ".join(recipes)))
+    with style():
+        fig = Figure(figsize=(WIDTH, 2.3)); ax = fig.subplots()
+        for (run, label), color in zip(recipes.items(), sns.color_palette("colorblind", len(recipes))):
+            g = c[c["run"] == run]
+            if g.empty: continue
+            ax.plot(g["seconds"] / 60, g["val_loss"], color=color, label=label + ("" if g["measured"].all() else " (seconds from steps)"),
+                    ls="-" if g["measured"].all() else "--", marker="o" if g["measured"].all() else None, ms=2)
+        if (t := c[c["run"] == target]).size:
+            ax.axhline(t.sort_values("examples")["val_loss"].iloc[-1], color="grey", ls=":", lw=0.8)
+        ax.set(xlabel="training minutes (2 CPU cores)", ylabel="validation loss (nats/token)")
+        ax.legend(frameon=False, fontsize=6)
     return fig

@@ -147,7 +147,7 @@ class IMRForMaskedLM(BertPreTrainedModel):
                        length: int, # L: context plus canvas plus [SEP] (the position ids depend on it)
                       ) -> tuple[list, torch.Tensor]:
         "Encode the context once: per-layer (keys, values), each (B, heads, Lc, d), and the [CLS] states (B, H)."
-        assert not self.context_sees_canvas, "the context can be encoded alone only when it does not see the canvas"
+        assert not self.context_sees_canvas, "the context can be cached only when it does not see the canvas"
         cache = DynamicCache(config=self.config)
         h = self.bert(input_ids, attention_mask=canvas_blind_bias(attention_mask, token_type_ids, self.dtype),
                       token_type_ids=token_type_ids, position_ids=self.position_ids(length)[:, :input_ids.shape[1]],

@@ -31,7 +31,8 @@ def tie_split_ranks(own: np.ndarray, # (n,) similarity of each context to its ow
                     others: np.ndarray, # (n, k) similarity to the competing replies
                    ) -> tuple[np.ndarray, np.ndarray]:
     "Hit@1 and reciprocal rank of each own reply, ties shared evenly: two (n,) arrays."
-    above, tied = (others > own[:, None]).sum(1), np.isclose(others, own[:, None], rtol=0, atol=1e-6).sum(1)
+    tied = np.isclose(others, own[:, None], rtol=0, atol=1e-6)            # equal texts differ by float noise only
+    above, tied = ((others > own[:, None]) & ~tied).sum(1), tied.sum(1)
     hit = np.where(above == 0, 1.0 / (tied + 1), 0.0)
     rr = np.array([np.mean([1.0 / (a + 1 + j) for j in range(t + 1)]) for a, t in zip(above, tied)])
     return hit, rr

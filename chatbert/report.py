@@ -17,7 +17,7 @@ from .results import (META, SUITES, TRACE_EXAMPLE, _num, _resolve, collect_runs,
                               summarise_runs)
 from .tables import (ABLATION_COLUMNS, fmt_metric, fmt_num, latex_escape, safe_key, table_ablation, table_bench,
                              table_data, table_likelihood, table_main, table_ranking, table_train_bench)
-from .figures import (ablation_deltas, fig_ablations, fig_imr_schedules, fig_imr_steps, fig_imr_trace, fig_lengths,
+from .figures import (IMR_RECIPES, fig_imr_recipes, ablation_deltas, fig_ablations, fig_imr_schedules, fig_imr_steps, fig_imr_trace, fig_lengths,
                               fig_cost_curves, fig_learning_curves, fig_quality_latency, reply_lengths, save_pdf, COST_PAIRS)
 
 # %% auto #0
@@ -111,6 +111,8 @@ def report_figures(runs: pd.DataFrame, summary: pd.DataFrame, ablations: dict, i
     before = sorted(r for r in curves["run"].unique() if r.removesuffix("_before") in COST_PAIRS and r.endswith("_before"))
     figs["cost_curves"] = (fig_cost_curves(curves, load_cut_offsets(results_dir)),
                            f"history.csv of {', '.join(before)} and their after runs; results/bench/cut_offset_cpu.json" if before else none)
+    have = [r for r in IMR_RECIPES if (curves["run"] == r).any()]
+    figs["imr_recipes"] = (fig_imr_recipes(curves), f"history.csv of {', '.join(have)} (training seconds)" if have else none)
     fq = fig_quality_latency(summary)
     n = int(summary["suite"].notna().sum()) if len(summary) else 0
     figs["quality_latency"] = (fq, f"nbs/train.ipynb, nbs/evaluate.ipynb: metrics.json of {n} runs in results/runs" if n else none)

@@ -248,7 +248,7 @@ def load_train_bench(results_dir="results") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else ["device", "system", "setting", "examples_per_s"])
 
 def learning_curves(results_dir="results") -> pd.DataFrame:
-    "Validation loss against training examples seen, from every run's history.csv: run, variant, examples, val_loss."
+    "Validation loss against training examples and seconds, from every run's history.csv: run, variant, examples, val_loss, seconds, measured."
     rows = []
     for h in sorted((_resolve(results_dir)/"runs").glob("*/history.csv")):
         cfg_p = h.parent/"config.yaml"
@@ -257,10 +257,15 @@ def learning_curves(results_dir="results") -> pd.DataFrame:
         per_step = cfg["train"]["batch_size"] * cfg["train"].get("grad_accum", 1)
         hist = pd.read_csv(h)
         if "eval_loss" not in hist: continue
+        # training seconds: recorded beside each loss (ClockCallback), else the run's training time spread evenly over its steps
+        m = h.parent/"metrics.json"
+        rate = (json.loads(m.read_text()).get("train_seconds") or 0) / hist["step"].max() if m.is_file() else None
+        measured = "train_seconds" in hist
         for r in hist.dropna(subset=["eval_loss"]).to_dict("records"):
+            sec = r["train_seconds"] if measured else (int(r["step"]) * rate if rate else None)
             rows.append({"run": h.parent.name, "variant": cfg["model"]["variant"], "examples": int(r["step"]) * per_step,
-                         "val_loss": float(r["eval_loss"])})
-    return pd.DataFrame(rows, columns=["run", "variant", "examples", "val_loss"])
+                         "val_loss": float(r["eval_loss"]), "seconds": sec, "measured": measured})
+    return pd.DataFrame(rows, columns=["run", "variant", "examples", "val_loss", "seconds", "measured"])
 
 # %% ../nbs/10a_results.ipynb #138b2e8f
 def load_cut_offsets(results_dir="results") -> pd.DataFrame:

@@ -62,9 +62,10 @@ def test_bad_override_syntax():
 
 def test_several_canvases_per_context_need_a_canvas_blind_context():
     "imr.canvases_per_context > 1 shares one encoding of the context, which only a context blind to the canvas allows."
-    from chatbert.config import ConfigError
-    assert load_config("smoke", ["imr.context_sees_canvas=false", "imr.canvases_per_context=4"]).imr.canvases_per_context == 4
+    from chatbert.config import validate_config
+    check = lambda *o: validate_config(load_config("smoke", list(o)))        # what `chatbert train` checks before a run
+    assert check("imr.context_sees_canvas=false", "imr.canvases_per_context=4").imr.canvases_per_context == 4
     with pytest.raises(ConfigError, match="canvases_per_context"):
-        load_config("smoke", ["imr.canvases_per_context=2"])                # the smoke config's context sees the canvas
+        check("imr.context_sees_canvas=true", "imr.canvases_per_context=2")
     with pytest.raises(ConfigError, match="at least 1"):
-        load_config("smoke", ["imr.context_sees_canvas=false", "imr.canvases_per_context=0"])
+        check("imr.context_sees_canvas=false", "imr.canvases_per_context=0")

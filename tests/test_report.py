@@ -152,7 +152,7 @@ def test_empty_results_give_placeholders_that_still_build(tmp_path, generated):
     files = write_report(tmp_path / "no-results", out)
     expected = {p.name for p in generated.iterdir()}
     assert {p.name for p in files} == expected
-    assert len(expected) == 3 * len(SUITES) + len(set(ABLATIONS) | {"imr_quick"}) + 3 + 8 + 1   # tables, figures, numbers
+    assert len(expected) == 3 * len(SUITES) + len(set(ABLATIONS) | {"imr_quick"}) + 3 + 9 + 1   # tables, figures, numbers
     for p in out.glob("tab_*.tex"):
         t = p.read_text()
         assert t.startswith(r"\begin{tabular}") and "No results yet: run" in t and r"\end{tabular}" in t, p.name
