@@ -289,9 +289,9 @@ def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, p
     return fig
 
 # %% ../nbs/10c_figures.ipynb #b68e2e5d
-IMR_RECIPES = {"imr_cpu_k1": "one canvas per context", "imr_cpu": "two canvases per context"}   # run -> label
+IMR_RECIPES = {"imr_cpu": "one canvas per context", "imr_cpu_k2": "two canvases per context"}   # run -> label
 
-def fig_imr_recipes(curves: pd.DataFrame, recipes=IMR_RECIPES, target: str = "imr_cpu_k1") -> Figure:
+def fig_imr_recipes(curves: pd.DataFrame, recipes=IMR_RECIPES, target: str = "imr_cpu") -> Figure:
     "Validation loss against training minutes, one line per IMR recipe, the first recipe's final loss dotted."
     c = curves[curves["run"].isin(recipes) & curves["seconds"].notna()] if len(curves) else curves
     if c.empty: return placeholder_figure("No IMR recipe curves yet: " + RUN["runs"].format(configs=" ".join(recipes)))

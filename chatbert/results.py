@@ -22,16 +22,17 @@ __all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 
 # %% ../nbs/10a_results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
 SUITES = {  # suite -> configs of its main table, in row order
-    "cpu": ["baseline_cpu", "baseline_cpu:val_choice", "ed_cpu", "ed_cpu:val_choice", "imr_cpu", "imr_cpu:val_choice", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
+    "cpu": ["baseline_cpu", "baseline_cpu:val_choice", "ed_cpu", "ed_cpu:val_choice", "imr_cpu", "imr_cpu:val_choice", "imr_cpu:val_choice_v2", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
     "quick": [f"quick_{v}" for v in VARIANTS],
     "small": [f"{v}_small" for v in VARIANTS],
     "dd": [f"{v}_dd" for v in VARIANTS],
     "distil": [f"{v}_distil" for v in VARIANTS],
 }
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
-IMR_RUNS = ("imr_cpu", "imr_cpu_k1", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
+IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
-TAG_LABELS = {"val_choice": "(decoding chosen on validation)"}   # how a re-scoring is named in a table
+TAG_LABELS = {"val_choice": "(decoding chosen on validation)",
+              "val_choice_v2": "(repairs chosen on validation; the config retrained)"}   # how a re-scoring is named in a table
 TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
 RUN = {  # the command that makes each kind of result
     "runs": "for c in {configs}; do chatbert train $c; done",
