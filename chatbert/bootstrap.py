@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 # %% auto #0
-__all__ = ['paired_bootstrap']
+__all__ = ['paired_bootstrap', 'rougeL_per_reply', 'paired_table']
 
 # %% ../nbs/09h_bootstrap.ipynb #5cc16da6
 def paired_bootstrap(a, b, # per-context scores of two systems on the same contexts, same order
@@ -23,3 +23,33 @@ def paired_bootstrap(a, b, # per-context scores of two systems on the same conte
     low, high = np.percentile(means, [2.5, 97.5])
     return {"diff": float((a - b).mean()), "low": float(low), "high": float(high), "clusters": len(ids), "contexts": len(a),
             "samples": n}
+
+# %% ../nbs/09h_bootstrap.ipynb #62992700
+def _samples(folder) -> list[dict]:
+    import json
+    from pathlib import Path
+    return [json.loads(line) for line in (Path(folder)/"samples.jsonl").read_text(encoding="utf-8").splitlines()]
+
+def rougeL_per_reply(samples: list[dict]) -> list[float]:
+    "ROUGE-L F1 x100 of each reply against its reference, normalised as every metric of the harness."
+    from rouge_score import rouge_scorer
+    from chatbert.evaluate import normalize
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [100 * scorer.score(normalize(s["reference"]), normalize(s["reply"]))["rougeL"].fmeasure for s in samples]
+
+def paired_table(folders: dict, # name -> evaluation folder with samples.jsonl
+                 pairs: list[tuple[str, str]], # (A, B) names: A minus B
+                 n: int = 2000, seed: int = 0) -> list[dict]:
+    "ROUGE-L and listening differences of each pair on the same contexts, resampled by conversation."
+    samples = {k: _samples(f) for k, f in folders.items()}
+    rows = []
+    for a, b in pairs:
+        sa, sb = samples[a], samples[b]
+        if [(s["conv_id"], s["reference"]) for s in sa] != [(s["conv_id"], s["reference"]) for s in sb]:
+            raise ValueError(f"{a} and {b} did not answer the same test contexts")
+        conv = [s["conv_id"] for s in sa]
+        rows.append({"a": a, "b": b, "metric": "rougeL", **paired_bootstrap(rougeL_per_reply(sa), rougeL_per_reply(sb), conv, n, seed)})
+        if all(s.get("listen_hit") is not None for s in sa + sb):
+            rows.append({"a": a, "b": b, "metric": "listen_hits20",
+                         **paired_bootstrap([s["listen_hit"] for s in sa], [s["listen_hit"] for s in sb], conv, n, seed)})
+    return rows
