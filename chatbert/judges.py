@@ -8,7 +8,6 @@ import random
 from functools import lru_cache
 
 import numpy as np
-import torch
 
 from .backbone import minilm_path
 
