@@ -161,10 +161,18 @@ def _judge(args):
     folders = [find_run(f) for f in args.folders]
     if bad := [f for f in folders if not finished(f) or not (f/"samples.jsonl").is_file()]:
         raise FileNotFoundError(f"not a finished run or evaluation folder (metrics.json, samples.jsonl): {relative(bad[0])}")
+    fluency = None
+    if args.fluency:
+        from chatbert.fluency import judge_for_folders
+        fluency, check = judge_for_folders(folders)
+        acc = json.loads(check.read_text())["slor"]
+        print(f"fluency judge: planted-test accuracy {', '.join(f'{k} {v:.3f}' for k, v in acc.items())} -> {relative(check)}", flush=True)
     for f in folders:
-        m = add_judges(f)
+        m = add_judges(f, fluency)
         if m["listen_hits20"] is None: print(f"{relative(f)}: {m['n']} replies are too few for 1-in-20 listening", flush=True)
         else: print(f"{relative(f)}: listen_hits20 {m['listen_hits20']:.3f} (references {m['ref_listen_hits20']:.3f})", flush=True)
+        if fluency: print(f"{relative(f)}: fluency {m['fluency']:.3f} (references {m['ref_fluency']:.3f}), doubled words {m['doubled_word']:.3f}, "
+                          f"broken contractions {m['broken_contraction']:.3f}", flush=True)
 
 def _bench(args):
     if args.cut_offset:
@@ -237,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
     s.add_argument("--cut-offset", action="store_true", help="the trained *_cpu_before runs' validation loss with the full and the cut output layer -> results/bench/cut_offset_<device>.json")
-    s = command("judge", _judge, "add the judges' scores (listening) to finished run or evaluation folders, from their samples.jsonl")
+    s = command("judge", _judge, "add the judges' scores (listening; fluency with --fluency) to finished run or evaluation folders, from their samples.jsonl")
     s.add_argument("folders", nargs="+", help="run folders, run names or RUN/eval/TAG folders")
+    s.add_argument("--fluency", action="store_true", help="also the fluency judge (trained once per data config, ~10 min on 2 cores; "
+                   "its planted-test accuracies -> results/judges/fluency_<source>.json)")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
     s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
     s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")

@@ -103,18 +103,24 @@ def evaluate_chat(chat, cfg: Config, dd, bertscore: BertScore | None = None,
     return metrics, samples
 
 def add_judges(folder: str | Path, # a finished run or evaluation folder (metrics.json and samples.jsonl)
+               fluency=None, # a `chatbert.fluency.FluencyJudge`: add fluency too
               ) -> dict:
-    "The judges' scores of `folder`'s replies and references, from its samples.jsonl, added to its metrics.json."
+    "The judges' scores of `folder`'s replies and references, from its samples.jsonl, added to its metrics.json (and per reply to samples.jsonl)."
     folder = Path(folder)
     samples = [json.loads(line) for line in (folder/"samples.jsonl").read_text(encoding="utf-8").splitlines()]
     metrics = json.loads((folder/"metrics.json").read_text(encoding="utf-8"))
-    hist = [s["context"] for s in samples]
-    listen = judge_listening(hist, [s["reply"] for s in samples])
-    ref = judge_listening(hist, [s["reference"] for s in samples])
+    hist, replies, refs = [s["context"] for s in samples], [s["reply"] for s in samples], [s["reference"] for s in samples]
+    listen, ref = judge_listening(hist, replies), judge_listening(hist, refs)
     for s, hit in zip(samples, listen.get("listen_per_example", [None] * len(samples))): s["listen_hit"] = hit
     metrics |= {k: v for k, v in listen.items() if k != "listen_per_example"} | {
         f"ref_{k}": v for k, v in ref.items() if k != "listen_per_example"}
-    if metrics.get("seeds", 1) > 1: metrics["listen_note"] = "judged on samples.jsonl: the first decoding seed"
+    if fluency is not None:
+        from chatbert.fluency import fluency_metrics
+        flu = fluency_metrics(fluency, replies, refs)
+        for s, f in zip(samples, flu.pop("fluency_per_example")): s["fluency"] = f
+        metrics |= flu
+    if metrics.get("seeds", 1) > 1: metrics["judges_note"] = "judged on samples.jsonl: the first decoding seed"
+    metrics.pop("listen_note", None)
     write_jsonl_atomic(samples, folder/"samples.jsonl"); write_json_atomic(metrics, folder/"metrics.json")
     return metrics
 

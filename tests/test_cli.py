@@ -327,6 +327,30 @@ def test_judge_adds_listening_to_a_finished_folder_from_its_samples(tmp_path, ca
     fails(capsys, ["judge", str(tmp_path / "nowhere")], "nowhere")
 
 
+
+def test_judge_fluency_scores_replies_with_one_cached_judge_and_files_its_planted_tests(tmp_path, monkeypatch, capsys):
+    "`chatbert judge --fluency FOLDER`: a judge of the folder's training conversations adds fluency, the grammar proxies and each reply's SLOR."
+    monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
+    refs = ["i would like to open an account .", "is there a bank near here ?", "how much is the rent ?", "that is fine with me ."] * 6
+    replies = ["yes, i's here. here here here.", "ok ok.", "i would like a room .", "fine ."] * 6
+    run = tmp_path / "run"; run.mkdir()
+    save_config(load_config("smoke"), run)
+    (run / "samples.jsonl").write_text("".join(json.dumps({"conv_id": f"c{i}", "context": [f"turn {i}"], "reference": r, "reply": y}) + "\n"
+                                               for i, (r, y) in enumerate(zip(refs, replies))))
+    (run / "metrics.json").write_text(json.dumps({"n": len(refs)}))
+    assert main(["judge", "--fluency", str(run)]) == 0 and "planted-test accuracy" in capsys.readouterr().out
+    m = json.loads((run / "metrics.json").read_text())
+    per_reply = [json.loads(line)["fluency"] for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert m["doubled_word"] == 0.5 and m["broken_contraction"] == 0.25 and m["ref_doubled_word"] == m["ref_broken_contraction"] == 0
+    assert m["fluency"] == pytest.approx(sum(per_reply) / len(per_reply)) and m["fluency_ratio"] == pytest.approx(m["fluency"] / m["ref_fluency"])
+    check = json.loads((tmp_path / "results" / "judges" / "fluency_ccc.json").read_text())
+    assert set(check["slor"]) == {"shuffled", "doubled", "dropped_function_word"} and check["n_references"] == len(refs)
+    assert check["corpus"]["source"] == "ccc" and check["training"]["train_tokens"] > 0
+    assert main(["judge", "--fluency", str(run)]) == 0                              # the cached judge: the same scores
+    assert json.loads((run / "metrics.json").read_text())["fluency"] == m["fluency"]
+    (run / "config.yaml").unlink(); capsys.readouterr()
+    fails(capsys, ["judge", "--fluency", str(run)], "config.yaml")
+
 def test_a_trained_run_scores_another_sources_test_split(tmp_path, monkeypatch):
     "`chatbert evaluate RUN eval.test_source=jsonl eval.test_path=DIR`: the run's model on another test set, recorded as such."
     monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
