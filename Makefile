@@ -66,9 +66,9 @@ curves-before: $(STAMP)  ## before curves: the first 20,480 examples of imr/ed/e
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --cut-offset
 
 readme: $(STAMP)  ## redraw the README's results table and pictures from results/ (results/readme/)
-	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.readme import write_readme_assets; write_readme_assets()"
+	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.paper.readme import write_readme_assets; write_readme_assets()"
 
-# The web demo (chatbert serve, nbs/12_serve.ipynb) over trained runs; a run whose model is not on this machine is
+# The web demo (chatbert serve, nbs/61_app.serve.ipynb) over trained runs; a run whose model is not on this machine is
 # trained first, as in quickstart (about 9 minutes on a 2-core CPU). The browser test and the
 # README's screenshot use Debian's chromium and chromium-driver (make browser-deps); nothing downloads a browser.
 DEMO_RUNS ?= quickstart

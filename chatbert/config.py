@@ -161,7 +161,7 @@ class DecodeConfig:
 # %% ../nbs/01_config.ipynb #0b05a184
 @dataclass
 class EvalConfig:
-    "The evaluation harness's settings (chatbert.evaluate)."
+    "The evaluation harness's settings (chatbert.evaluation.metrics)."
     bertscore: bool = True              # BERTScore F1 with the local backbone (a minute on CPU for 500 replies)
     bertscore_layers: int = 6           # minilm layer compared by BERTScore
     bertscore_baseline_pairs: int = 1000  # random training-reply pairs for the rescale baseline
@@ -327,7 +327,7 @@ def resolve_path(path: str | None) -> Path | None:
     return p if p.is_absolute() else (project_root()/p).resolve()
 
 # %% ../nbs/01_config.ipynb #32868553
-VARIANT_NAMES = ("ed", "imr", "ra", "fib", "baseline")   # chatbert.experiment.VARIANTS
+VARIANT_NAMES = ("ed", "imr", "ra", "fib", "baseline")   # chatbert.experiments.experiment.VARIANTS
 SCHEDULES, LENGTHS, ORDERS = ("linear", "cosine", "threshold"), ("end", "head", "beam", "free"), ("confidence", "margin", "entropy")
 
 def _check(ok: bool, key: str, value, what: str):

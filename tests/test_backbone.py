@@ -82,7 +82,7 @@ def test_distilbert_folder_loads_as_the_same_function_in_bert_classes(distil_fol
 @pytest.mark.parametrize("variant", ["imr", "baseline", "ed"])
 def test_every_bert_variant_builds_and_replies_on_a_distilbert_backbone(distil_folder, variant):
     from chatbert.config import load_config
-    from chatbert.experiment import chat_class
+    from chatbert.experiments.experiment import chat_class
     cfg = load_config("smoke", {"model": {"variant": variant, "backbone": str(distil_folder)}})
     chat = chat_class(variant).from_config(cfg)
     assert len(chat.generate([["hi", "hello! how are you?"]], max_new_tokens=4)) == 1

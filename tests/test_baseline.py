@@ -6,11 +6,11 @@ import torch
 from transformers import BertLMHeadModel, GPT2Config, GPT2LMHeadModel
 
 from chatbert.backbone import BackboneUnavailable, load_backbone
-from chatbert.baseline import BaselineChat, CausalBertLM
+from chatbert.models.baseline import BaselineChat, CausalBertLM
 from chatbert.config import load_config
 from chatbert.data import load_examples
-from chatbert.ed import EDChat
-from chatbert.speed import restrict_output
+from chatbert.models.ed import EDChat
+from chatbert.training.speed import restrict_output
 
 from seq2seq_helpers import SMALL_ED, assert_overfits, fit, pick_eight
 

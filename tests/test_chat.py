@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbert.chat import check_histories
+from chatbert.models.chat import check_histories
 from chatbert.config import load_config
 
 from seq2seq_helpers import SMALL_ED
@@ -29,17 +29,17 @@ def cfg():
 def build(variant, cfg, tok):
     "A fresh, untrained model of `variant` on the tiny backbone; RA and FIB on a three-reply pool, never encoded."
     if variant == "ed":
-        from chatbert.ed import EDChat
+        from chatbert.models.ed import EDChat
         return EDChat.from_config(cfg, tok)
     if variant == "baseline":
-        from chatbert.baseline import BaselineChat
+        from chatbert.models.baseline import BaselineChat
         return BaselineChat.from_config(cfg, tok)
-    from chatbert.imr_chat import IMRChat
+    from chatbert.models.imr.chat import IMRChat
     if variant == "imr": return IMRChat.from_config(cfg, tok)
-    from chatbert.ra import RAChat, bi_encoder, build_pool
+    from chatbert.models.ra import RAChat, bi_encoder, build_pool
     ra = RAChat(bi_encoder("tiny", cfg.data.max_context_len + 2, device="cpu"), build_pool(REPLIES), cfg)
     if variant == "ra": return ra
-    from chatbert.fib import FIBChat, Idf
+    from chatbert.models.fib import FIBChat, Idf
     return FIBChat(ra, IMRChat.from_config(cfg, tok), Idf({}, len(REPLIES)), cfg)
 
 
@@ -77,25 +77,26 @@ def test_likelihood_rejects_bad_histories_alike(chat, case):
 
 
 def test_imr_infill_checks_its_histories(cfg, tok):
-    from chatbert.imr_chat import IMRChat
+    from chatbert.models.imr.chat import IMRChat
     imr = IMRChat.from_config(cfg, tok)
     with pytest.raises(TypeError, match="list of conversations"): imr.infill("hi", [[None, None]])
     with pytest.raises(ValueError, match=r"histories\[0\]\[1\] must be a string"): imr.infill([["hello", None]], [[None]])
 
 
-@pytest.mark.parametrize("module", VARIANTS)
+@pytest.mark.parametrize("module", ["ed", "baseline", "imr.model", "imr.decode", "imr.chat", "ra", "fib"])
 def test_no_variant_keeps_its_own_check(module):
     import importlib
-    mod = importlib.import_module(f"chatbert.{module}")
+    mod = importlib.import_module(f"chatbert.models.{module}")
     assert getattr(mod, "check_histories", check_histories) is check_histories
 
 
 def test_chat_imports_no_variant():
     "chat.py is what every variant imports, so it imports none of them (no cycles)."
-    tree = ast.parse((Path(__file__).resolve().parent.parent / "chatbert" / "chat.py").read_text(encoding="utf-8"))
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "chatbert" / "models" / "chat.py").read_text(encoding="utf-8"))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    variants = {f"{p}{v}" for v in ("ed", "baseline", "imr", "imr_decode", "ra", "fib") for p in ("", "chatbert.")}
+    variants = {f"{p}{v}" for v in ("ed", "baseline", "imr", "imr.model", "imr.decode", "imr.chat", "ra", "fib")
+                for p in ("", "chatbert.models.")}
     assert not imported & variants, imported & variants
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chatbert import runs
-from chatbert.cli import build_parser, chat_loop, main
+from chatbert.experiments import runs
+from chatbert.app.cli import build_parser, chat_loop, main
 from chatbert.config import load_config, save_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def fails(capsys, argv, *words):
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     "An untrained smoke ED model saved as a model folder (what `chat` and `evaluate` load)."
-    from chatbert.experiment import chat_class
+    from chatbert.experiments.experiment import chat_class
     cfg = load_config("smoke")
     folder = tmp_path_factory.mktemp("model") / "final"
     chat_class("ed").from_config(cfg).save(folder)
@@ -65,7 +65,7 @@ def test_help_is_quick_and_imports_no_torch():
     assert seconds < 1.0, seconds
     imp = subprocess.run([sys.executable, "-X", "importtime", str(BIN / "chatbert"), "train", "--help"],
                          capture_output=True, text=True, timeout=60)
-    assert imp.returncode == 0 and "chatbert.cli" in imp.stderr
+    assert imp.returncode == 0 and "chatbert.app.cli" in imp.stderr
     assert not [l for l in imp.stderr.splitlines() if l.split("|")[-1].strip().split(".")[0] in ("torch", "transformers")]
 
 
@@ -260,7 +260,7 @@ def test_a_checkpoint_cut_short_is_set_aside_and_said(scratch, capsys):
 
 
 def test_force_moves_the_earlier_run_aside_and_results_are_readable(scratch):
-    from chatbert.experiment import write_run
+    from chatbert.experiments.experiment import write_run
     out = scratch / "results" / "runs" / "smoke"
     write_run(out, load_config("smoke"), {"bleu4": 1.0}, [], [], {})
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in out.iterdir()), [oct(p.stat().st_mode) for p in out.iterdir()]
@@ -295,7 +295,7 @@ def test_choose_takes_no_overrides(scratch, capsys, model_folder):
 
 def test_choose_picks_on_validation_and_scores_the_choice(tmp_path, monkeypatch, capsys):
     "`chatbert evaluate RUN --choose N`: the grid swept on N validation contexts, the rule's pick scored as RUN/eval/val_choice."
-    from chatbert.choose import GRIDS, RULE, choose_decoding
+    from chatbert.evaluation.choose import GRIDS, RULE, choose_decoding
     monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
     assert main(["train", "smoke", "model.variant=baseline", "eval.bertscore=false", "--name", "bl"]) == 0
     assert main(["evaluate", "bl", "--choose", "3"]) == 0

@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from chatbert.chat import reply_words, until_end
+from chatbert.models.chat import reply_words, until_end
 from chatbert.config import load_config
 from chatbert.data import load_examples
-from chatbert.ed import EDChat, EDModel
+from chatbert.models.ed import EDChat, EDModel
 
 from seq2seq_helpers import SMALL_ED, assert_overfits, fit, pick_eight
 
@@ -152,7 +152,7 @@ def test_load_errors_are_clear(trained, tmp_path):
     chat, _ = trained
     with pytest.raises(FileNotFoundError, match="config.yaml"): EDChat.load(tmp_path / "nothing")
     chat.save(tmp_path / "ed")
-    from chatbert.baseline import BaselineChat
+    from chatbert.models.baseline import BaselineChat
     with pytest.raises(ValueError, match="'ed' model"): BaselineChat.load(tmp_path / "ed")
     (tmp_path / "ed" / "model.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(OSError, match="cannot be read"): EDChat.load(tmp_path / "ed")

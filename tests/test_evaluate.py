@@ -4,8 +4,8 @@ from rouge_score import rouge_scorer, scoring
 
 from chatbert.config import load_config
 from chatbert.data import detokenize, load_examples
-from chatbert.evaluate import (BertScore, bleu, distinct, diversity, generation_metrics, mean_and_spread, normalize,
-                               rouge)
+from chatbert.evaluation.metrics import BertScore, bleu, distinct, diversity, generation_metrics, mean_and_spread, rouge
+from chatbert.text import normalize
 
 
 def test_normalisation_makes_wordpiece_and_dailydialog_text_agree(tok):
@@ -93,7 +93,7 @@ def test_a_reply_equal_to_its_reference_scores_100_from_the_tokenizer_or_raw_tex
 
 
 def test_generated_text_is_readable():
-    from chatbert.evaluate import metric_tokenizer
+    from chatbert.text import metric_tokenizer
     tok = metric_tokenizer()
     assert detokenize(tok, tok("I'm going to see the time.", add_special_tokens=False)["input_ids"]) == "i'm going to see the time."
 
@@ -122,7 +122,7 @@ def test_bleu_signatures_name_their_order():
 
 def test_sampled_decoding_keeps_signatures_settings_and_variant_statistics(tok):
     "evaluate_chat over sampling seeds: the mean and spread, and every non-numeric setting, as with greedy decoding."
-    from chatbert.experiment import evaluate_chat
+    from chatbert.experiments.experiment import evaluate_chat
     cfg = load_config("smoke")
     dd = load_examples(cfg.data, tok)
 

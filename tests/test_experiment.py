@@ -11,14 +11,15 @@ import pytest
 import yaml
 
 from chatbert.config import config_names, load_config
-from chatbert.experiment import eval_indices, history_csv, load_chat
+from chatbert.evaluation.metrics import eval_indices
+from chatbert.experiments.experiment import history_csv, load_chat
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
 def test_every_named_config_resolves_and_names_a_variant():
-    from chatbert.experiment import VARIANTS
+    from chatbert.experiments.experiment import VARIANTS
     for name in config_names():
         assert load_config(name).model.variant in VARIANTS, name
 
@@ -68,7 +69,7 @@ def test_train_notebook_with_smoke_writes_a_complete_run_folder(tmp_path, monkey
 
 def test_evaluate_chat_keeps_a_variants_own_statistics_and_scores_the_fixed_contexts():
     from datasets import Dataset, DatasetDict
-    from chatbert.experiment import evaluate_chat
+    from chatbert.experiments.experiment import evaluate_chat
 
     class Echo:   # replies with the last turn; reports its own statistics like FIB's coverage
         def generate(self, histories, **decoding):
@@ -101,8 +102,8 @@ def _tree(folder: Path) -> dict:
 
 def test_an_override_run_leaves_the_base_run_and_its_checkpoints_untouched(tmp_path, monkeypatch):
     "Acceptance (issue 15): the README's `chatbert train quick_imr train.lr=1e-4`, at smoke scale."
-    from chatbert.run import run
-    from chatbert.runs import RunError
+    from chatbert.experiments.run import run
+    from chatbert.experiments.runs import RunError
     monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
     quick = ["eval.bertscore=false", "train.max_steps=2", "train.eval_steps=2", "train.max_eval_examples=4", "decode.max_new_tokens=4"]
@@ -118,15 +119,15 @@ def test_an_override_run_leaves_the_base_run_and_its_checkpoints_untouched(tmp_p
 
 
 def test_experiment_does_not_import_the_command_line():
-    "The circle experiment -> cli.run_notebook -> experiment is broken: notebooks run from chatbert.runs."
-    res = subprocess.run([sys.executable, "-c", "import sys, chatbert.experiment, chatbert.run; print('chatbert.cli' in sys.modules)"],
-                         capture_output=True, text=True, timeout=300)
+    "The circle experiment -> cli.run_notebook -> experiment is broken: notebooks run from chatbert.experiments.runs."
+    code = "import sys, chatbert.experiments.experiment, chatbert.experiments.run; print('chatbert.app.cli' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]
 
 
 def test_a_run_records_the_commit_it_started_from(monkeypatch):
     "A checkout that moves during a run: env.json's git is the start's (the code that ran), the end's beside it."
-    import chatbert.experiment as ex
+    import chatbert.experiments.experiment as ex
     commits = iter([{"commit": "aaa", "dirty": False}, {"commit": "bbb", "dirty": False}, {"commit": "bbb", "dirty": False}])
     monkeypatch.setattr(ex, "git_info", lambda *a, **k: next(commits))
     rec = ex.RunClock().record()
@@ -137,7 +138,7 @@ def test_a_run_records_the_commit_it_started_from(monkeypatch):
 
 
 def test_train_command_module_and_notebook_are_one_run_path(tmp_path):
-    """`chatbert train`, `python -m chatbert.run` and `papermill nbs/train.ipynb` all call `chatbert.run.run`: on the same
+    """`chatbert train`, `python -m chatbert.experiments.run` and `papermill nbs/train.ipynb` all call `chatbert.experiments.run.run`: on the same
     smoke config they write the same metrics (timings aside) and byte-identical replies."""
     env = os.environ | {"CHATBERT_RESULTS": str(tmp_path / "results"), "CHATBERT_CACHE": str(tmp_path / "cache"),
                         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -145,7 +146,7 @@ def test_train_command_module_and_notebook_are_one_run_path(tmp_path):
              "decode.max_new_tokens=4"]
     runs = tmp_path / "results" / "runs"
     cmds = {"cli": [str(BIN / "chatbert"), "train", "smoke", *quick, "--name", "cli"],
-            "module": [sys.executable, "-m", "chatbert.run", "smoke", *quick, "--name", "module"],
+            "module": [sys.executable, "-m", "chatbert.experiments.run", "smoke", *quick, "--name", "module"],
             "papermill": [str(BIN / "papermill"), str(REPO / "nbs" / "train.ipynb"), str(tmp_path / "pm.ipynb"),
                           "-p", "config", "smoke", "-p", "overrides", " ".join(quick), "-p", "name", "papermill",
                           "-p", "out_dir", str(runs / "papermill"), "--cwd", str(REPO / "nbs")]}

@@ -8,9 +8,9 @@ from datasets import Dataset, DatasetDict
 
 from chatbert.config import Config, DataConfig, FIBConfig, ModelConfig, TrainConfig
 from chatbert.data import make_conversation, make_examples
-from chatbert.fib import FIBChat, Filled, Idf, Skeleton, fib_stats, layouts, make_skeleton
-from chatbert.imr_chat import IMRChat
-from chatbert.ra import RAChat, bi_encoder
+from chatbert.models.fib import FIBChat, Filled, Idf, Skeleton, fib_stats, layouts, make_skeleton
+from chatbert.models.imr.chat import IMRChat
+from chatbert.models.ra import RAChat, bi_encoder
 
 TOPICS = ["pizza", "soccer", "physics", "guitar", "hiking", "coffee", "movies", "chess", "zanzibar", "dogs"]
 

@@ -8,11 +8,11 @@ from dataclasses import asdict
 
 from chatbert.config import load_config
 from chatbert.data import detokenize, load_examples
-from chatbert.experiment import ABLATIONS, config_diff
-from chatbert.runs import is_rescoring
-from chatbert.imr import IMRCollator, build_inputs, canvas_len, make_canvas
-from chatbert.imr_chat import IMRChat
-from chatbert.imr_decode import SCHEDULES, Refined, commit_and_remask, length_pmf, refine
+from chatbert.experiments.experiment import ABLATIONS, config_diff
+from chatbert.experiments.runs import is_rescoring
+from chatbert.models.imr.model import IMRCollator, build_inputs, canvas_len, make_canvas
+from chatbert.models.imr.chat import IMRChat
+from chatbert.models.imr.decode import SCHEDULES, Refined, commit_and_remask, length_pmf, refine
 
 MASK = 0
 
@@ -418,7 +418,7 @@ def test_k_canvases_on_one_context_encoding_equal_k_full_sequences():
     from chatbert.backbone import load_backbone, load_tokenizer
     from chatbert.config import IMRConfig, load_config
     from chatbert.data import load_examples
-    from chatbert.imr import IMRCollator, build_inputs, canvas_len, imr_model
+    from chatbert.models.imr.model import IMRCollator, build_inputs, canvas_len, imr_model
     tok, cfg = load_tokenizer("tiny"), load_config("smoke")
     feats = [load_examples(cfg.data, tok)["train"][i] for i in range(5)]
     C, K = canvas_len(cfg), 3

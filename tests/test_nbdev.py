@@ -44,26 +44,89 @@ def test_library_is_in_sync_with_notebooks(tmp_path):
     shutil.copytree(REPO / "nbs", tmp_path / "nbs")
     res = subprocess.run([str(BIN / "nbdev_export")], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    exported = sorted(p.name for p in (tmp_path / "chatbert").glob("*.py"))
-    assert exported == sorted(p.name for p in (REPO / "chatbert").glob("*.py"))
+    def tree(root): return sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    exported = tree(tmp_path / "chatbert")
+    assert exported == tree(REPO / "chatbert"), "a module without a notebook (stale?) or a notebook without its module"
     stale = [n for n in exported if not filecmp.cmp(tmp_path / "chatbert" / n, REPO / "chatbert" / n, shallow=False)]
     assert not stale, f"chatbert/ differs from nbs/ in {stale}: run nbdev_export"
 
 
-def test_no_module_over_400_lines_and_no_import_cycle():
-    "One concept per module: a module that grows past ~400 lines has two; modules import downwards only."
+# The layers, lowest first: a module imports its own layer and lower ones only (docs: README, "Code organization").
+LAYERS = ("foundations", "training", "models", "evaluation", "experiments", "paper", "app")
+FOUNDATIONS = {"core", "config", "backbone", "data", "text"}   # the top-level modules
+
+
+def modules(pkg: Path) -> dict[str, Path]:
+    "Dotted name (chatbert.models.imr.chat) -> file, for every module but __init__ and _modidx."
+    return {".".join(("chatbert", *p.relative_to(pkg).with_suffix("").parts)): p
+            for p in sorted(pkg.rglob("*.py")) if not p.name.startswith("_") and "__pycache__" not in p.parts}
+
+
+def layer(mod: str) -> int:
+    part = mod.split(".")[1]
+    if part in FOUNDATIONS: return 0
+    assert part in LAYERS, f"{mod} is in no layer: a top-level module must be a foundation ({sorted(FOUNDATIONS)})"
+    return LAYERS.index(part)
+
+
+def chatbert_imports(mod: str, path: Path, mods) -> set[str]:
+    "The chatbert modules `mod` imports anywhere in its file (top level, functions, `from chatbert import x`, relative)."
     import ast
-    pkg = Path(__file__).parents[1]/"chatbert"
-    mods = {p.stem: p for p in pkg.glob("*.py") if not p.name.startswith("_")}
-    sizes = {m: len(p.read_text().splitlines()) for m, p in mods.items()}
-    assert max(sizes.values()) <= 410, {m: n for m, n in sizes.items() if n > 410}   # the "~400"
-    deps = {m: {n.module for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ImportFrom) and n.level == 1
-                and n.module in mods} for m, p in mods.items()}   # nbdev exports `from .x import`; lazy imports use chatbert.x
+    pkg = mod.split(".")[:-1]
+    out = set()
+    for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(n, ast.Import): names = [a.name for a in n.names]
+        elif isinstance(n, ast.ImportFrom):
+            base = ".".join((pkg[:len(pkg) - n.level + 1] if n.level else []) + ([n.module] if n.module else []))
+            names = [base] + [f"{base}.{a.name}" for a in n.names]      # `from chatbert.x import y`: y may be a module
+        else: continue
+        for name in names:
+            while name and name not in mods and name.startswith("chatbert."): name = name.rpartition(".")[0]
+            if name in mods: out.add(name)
+    return out - {mod}
+
+
+def check_layers(pkg: Path) -> None:
+    mods = modules(pkg)
+    deps = {m: chatbert_imports(m, p, mods) for m, p in mods.items()}
+    up = [f"{m} ({LAYERS[layer(m)]}) imports {d} ({LAYERS[layer(d)]})" for m in deps for d in sorted(deps[m]) if layer(d) > layer(m)]
+    assert not up, "imports against the layers:\n" + "\n".join(up)
     seen, done = set(), set()
     def visit(m, path):
         assert m not in seen or m in done, f"import cycle: {' -> '.join(path + [m])}"
         if m in done: return
         seen.add(m)
-        for d in deps[m]: visit(d, path + [m])
+        for d in sorted(deps[m]): visit(d, path + [m])
         done.add(m)
     for m in mods: visit(m, [])
+
+
+def test_no_module_over_400_lines():
+    "One concept per module: a module that grows past ~400 lines has two."
+    sizes = {m: len(p.read_text().splitlines()) for m, p in modules(REPO / "chatbert").items()}
+    assert max(sizes.values()) <= 410, {m: n for m, n in sizes.items() if n > 410}   # the "~400"
+
+
+def test_only_foundations_at_top_level_and_every_subpackage_has_its_init():
+    pkg = REPO / "chatbert"
+    assert {p.stem for p in pkg.glob("*.py")} == FOUNDATIONS | {"__init__", "_modidx"}
+    for d in (p for p in pkg.rglob("*") if p.is_dir() and p.name != "__pycache__"):
+        assert (d / "__init__.py").is_file(), f"{d} has no __init__.py"
+
+
+def test_modules_import_their_own_layer_or_lower_and_no_cycle():
+    "foundations < training < models < evaluation < experiments < paper < app; lazy imports in functions count."
+    check_layers(REPO / "chatbert")
+
+
+@pytest.mark.parametrize("plant", ["from chatbert.evaluation.metrics import normalize",          # models -> evaluation
+                                   "from ..experiments import runs",                              # relative, up two layers
+                                   "def f():\n    import chatbert.app.cli",                        # a lazy import
+                                   "from .fib import FIBChat"])                                   # ra <-> fib: a cycle
+def test_the_layer_check_fails_on_a_planted_import(tmp_path, plant):
+    pkg = tmp_path / "chatbert"
+    shutil.copytree(REPO / "chatbert", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    check_layers(pkg)
+    ra = pkg / "models" / "ra.py"
+    ra.write_text(ra.read_text(encoding="utf-8") + "\n" + plant + "\n", encoding="utf-8")
+    with pytest.raises(AssertionError, match="against the layers|import cycle"): check_layers(pkg)

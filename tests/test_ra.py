@@ -10,9 +10,9 @@ from datasets import Dataset, DatasetDict
 
 from chatbert.config import Config, DataConfig, ModelConfig, RAConfig, TrainConfig
 from chatbert.data import make_conversation, make_examples
-from chatbert.evaluate import normalize
-from chatbert.ra import RAChat, bi_encoder, blocked_ids, build_pool, context_text, search, training_pairs
-from chatbert.ra_eval import candidate_sets, load_candidate_sets, rank_metrics
+from chatbert.text import normalize
+from chatbert.models.ra import RAChat, bi_encoder, blocked_ids, build_pool, context_text, search, training_pairs
+from chatbert.evaluation.ranking import candidate_sets, load_candidate_sets, rank_metrics, ranking_metrics
 
 TEST_ONLY = "zanzibar has the best octopus curry in the world"
 
@@ -161,7 +161,7 @@ def test_candidate_sets_identical_across_runs(cfg, examples, tmp_path):
     assert len(a) == 10 and all(len(s["negatives"]) == 99 and normalize(s["reply"]) not in map(normalize, s["negatives"])
                                 for s in a)
     # Another process with another hash seed writes the same bytes.
-    code = ("import json,sys; from datasets import load_from_disk; from chatbert.ra_eval import candidate_sets;"
+    code = ("import json,sys; from datasets import load_from_disk; from chatbert.evaluation.ranking import candidate_sets;"
             "d = load_from_disk(sys.argv[1]); print(json.dumps(candidate_sets(d['test'], 10, extra=d['train']['reply'])))")
     examples.save_to_disk(str(tmp_path / "ds"))
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds")], capture_output=True, text=True, check=True,
@@ -175,9 +175,9 @@ def test_candidate_sets_identical_across_runs(cfg, examples, tmp_path):
 
 
 def test_ranking_metrics_on_saved_sets(chat, examples, tmp_path):
-    m = chat.ranking_metrics(examples, tmp_path / "c.json")
+    m = ranking_metrics(chat, examples, tmp_path / "c.json")
     assert set(m) >= {"hits@1/20", "hits@1/100", "mrr"} and m["ranking_n"] == 10 and 0 <= m["hits@1/100"] <= m["hits@1/20"]
-    assert (tmp_path / "c.json").is_file() and chat.ranking_metrics(path=tmp_path / "c.json") == m    # reused, no data needed
+    assert (tmp_path / "c.json").is_file() and ranking_metrics(chat, path=tmp_path / "c.json") == m    # reused, no data needed
 
 
 def test_from_config_takes_the_backbone_tokenizer(cfg, examples, encoder, tok):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from chatbert.experiment import ABLATIONS
-from chatbert.report import write_report
-from chatbert.results import SUITES, collect_runs
+from chatbert.experiments.experiment import ABLATIONS
+from chatbert.paper.report import write_report
+from chatbert.paper.results import SUITES, collect_runs
 
 ENV = {"git": {"commit": "abcdef0123456789", "dirty": False}, "device": "cuda", "device_name": "NVIDIA H100"}
 
@@ -161,7 +161,7 @@ def test_empty_results_give_placeholders_that_still_build(tmp_path, generated):
 
 
 def test_cli_report_prints_the_files(results, tmp_path, capsys):
-    from chatbert.cli import main
+    from chatbert.app.cli import main
     assert main(["report", "--results", str(results), "--out", str(tmp_path / "g")]) == 0
     printed = capsys.readouterr().out.split()
     assert str(tmp_path / "g" / "numbers.tex") in printed and (tmp_path / "g" / "tab_main_quick.tex").is_file()

@@ -1,4 +1,4 @@
-"""`python -m chatbert.run` without a notebook: under torchrun with two CPU processes (gloo), and the GPU suite's
+"""`python -m chatbert.experiments.run` without a notebook: under torchrun with two CPU processes (gloo), and the GPU suite's
 smoke-scale dry run (`chatbert reproduce dd --smoke`)."""
 import csv
 import json
@@ -36,11 +36,11 @@ def test_torchrun_two_cpu_processes_write_one_run_with_the_single_process_loss(t
     per process: measured 10.209 vs 10.202 (0.007) here. The tolerance, 0.1, is an eighth of how much the loss falls
     in these 3 steps (10.46 -> 9.72), so a run that trained on other data, another batch or not at all fails."""
     env = run_env(tmp_path)
-    one = subprocess.run([*nice(), sys.executable, "-m", "chatbert.run", *QUICK, "train.batch_size=8", "--name", "one"],
+    one = subprocess.run([*nice(), sys.executable, "-m", "chatbert.experiments.run", *QUICK, "train.batch_size=8", "--name", "one"],
                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([*nice(), sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          "-m", "chatbert.run", *QUICK, "train.batch_size=4", "--name", "two"],
+                          "-m", "chatbert.experiments.run", *QUICK, "train.batch_size=4", "--name", "two"],
                          capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert two.returncode == 0, two.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "results" / "runs").iterdir()) == ["one", "two"]   # rank 1 wrote nothing
@@ -55,7 +55,7 @@ def test_torchrun_two_cpu_processes_write_one_run_with_the_single_process_loss(t
 
 def test_reproduce_dry_run_trains_and_scores_every_system_and_ablation(tmp_path, monkeypatch):
     "`make reproduce-gpu`'s suite at smoke scale: every run of the *_dd suite finishes, in a scratch folder only."
-    from chatbert.run import SUITES, reproduce
+    from chatbert.experiments.run import SUITES, reproduce
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     before = sorted(p.name for p in (REPO / "results" / "runs").iterdir())
     summary = reproduce("dd", smoke=True, root=tmp_path / "dry")

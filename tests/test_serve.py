@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from chatbert.config import load_config
-from chatbert.experiment import chat_class
+from chatbert.experiments.experiment import chat_class
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client                     # noqa: E402
 from gradio_client.exceptions import AppError         # noqa: E402
 
-from chatbert.browser import browser_check  # noqa: E402
-from chatbert.serve import MAX_CHARS, ServeError, build_app, check_message, launch, load_systems  # noqa: E402
+from chatbert.app.browser import browser_check  # noqa: E402
+from chatbert.app.serve import MAX_CHARS, ServeError, build_app, check_message, launch, load_systems  # noqa: E402
 
 LIMIT = 200   # the app under test accepts messages up to this many characters
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_run_folders_load_and_bad_ones_are_named(runs, tmp_path, capsys):
     (moved/"env.json").write_text(json.dumps({"model_dir": str(tmp_path/"not_here")}))
     with pytest.raises(ServeError) as e: load_systems([runs[1], tmp_path/"missing", moved])
     assert "missing" in str(e.value) and "moved_run" in str(e.value) and "ed_smoke" not in str(e.value)
-    from chatbert.cli import main                          # the CLI stops before any server starts, exit code 2
+    from chatbert.app.cli import main                          # the CLI stops before any server starts, exit code 2
     with pytest.raises(SystemExit) as ex: main(["serve", str(tmp_path/"missing"), "--check"])
     assert ex.value.code == 2 and "missing" in capsys.readouterr().err
     assert main(["serve", str(runs[0]), "--check"]) == 0

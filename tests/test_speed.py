@@ -1,17 +1,17 @@
-"The cost settings of chatbert.speed take effect and change nothing they should not: tiny backbone, seconds."
+"The cost settings of chatbert.training.speed take effect and change nothing they should not: tiny backbone, seconds."
 import torch
 import torch.nn.functional as F
 import pytest
 
 from chatbert.backbone import load_backbone
-from chatbert.baseline import BaselineChat
-from chatbert.chat import generate_kwargs
+from chatbert.models.baseline import BaselineChat
+from chatbert.models.chat import generate_kwargs
 from chatbert.config import load_config
 from chatbert.data import load_examples
-from chatbert.ed import EDChat, warm_decoder
-from chatbert.imr_chat import IMRChat
-from chatbert.speed import RestrictedHead, output_ids, output_vocab_size
-from chatbert.train import apply_train_settings, train_model
+from chatbert.models.ed import EDChat, warm_decoder
+from chatbert.models.imr.chat import IMRChat
+from chatbert.training.speed import RestrictedHead, output_ids, output_vocab_size
+from chatbert.training.train import apply_train_settings, train_model
 
 from seq2seq_helpers import SMALL_ED, pick_eight
 
