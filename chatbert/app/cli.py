@@ -188,6 +188,15 @@ def _bench(args):
     for r in write_bench(args.configs or DECODE_CONFIGS, args.repeats):
         print(f"{r['config']:13s} batch {r['batch']:2d} steps {r['steps']:2d} passes {r['forwards']:2d}  {r['ms_per_reply']:7.1f} ms/reply")
 
+def _paired(args):
+    "The paired, conversation-clustered differences of the paper's systems -> results/eval/paired_cpu.json."
+    from chatbert.paper.results import write_paired
+    from chatbert.experiments.runs import relative
+    path = write_paired()
+    for r in json.loads(path.read_text())["rows"]:
+        print(f"{r['a']:>10s} - {r['b']:<10s} {r['metric']:14s} {r['diff']:+8.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
+    print(relative(path))
+
 def _report(args):
     from chatbert.paper.report import write_report
     for p in write_report(Path(args.results).resolve() if args.results else "results",
@@ -249,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("folders", nargs="+", help="run folders, run names or RUN/eval/TAG folders")
     s.add_argument("--fluency", action="store_true", help="also the fluency judge (trained once per data config, ~10 min on 2 cores; "
                    "its planted-test accuracies -> results/judges/fluency_<source>.json)")
+    command("paired", _paired, "paired, conversation-clustered differences (ROUGE-L, listening, fluency) of the paper's systems -> results/eval/paired_cpu.json")
     s = command("report", _report, "the paper's tables, figures and numbers.tex from results/ -> paper/generated/")
     s.add_argument("--results", default=None, help="results folder to read (default: the repository's results/)")
     s.add_argument("--out", default=None, help="folder to write (default: the repository's paper/generated/)")

@@ -40,7 +40,7 @@ def rougeL_per_reply(samples: list[dict]) -> list[float]:
 def paired_table(folders: dict, # name -> evaluation folder with samples.jsonl
                  pairs: list[tuple[str, str]], # (A, B) names: A minus B
                  n: int = 2000, seed: int = 0) -> list[dict]:
-    "ROUGE-L and listening differences of each pair on the same contexts, resampled by conversation."
+    "ROUGE-L, listening and fluency differences of each pair on the same contexts, resampled by conversation (a judge's\n    metric where both folders were judged: `chatbert judge [--fluency]`)."
     samples = {k: _samples(f) for k, f in folders.items()}
     rows = []
     for a, b in pairs:
@@ -49,7 +49,8 @@ def paired_table(folders: dict, # name -> evaluation folder with samples.jsonl
             raise ValueError(f"{a} and {b} did not answer the same test contexts")
         conv = [s["conv_id"] for s in sa]
         rows.append({"a": a, "b": b, "metric": "rougeL", **paired_bootstrap(rougeL_per_reply(sa), rougeL_per_reply(sb), conv, n, seed)})
-        if all(s.get("listen_hit") is not None for s in sa + sb):
-            rows.append({"a": a, "b": b, "metric": "listen_hits20",
-                         **paired_bootstrap([s["listen_hit"] for s in sa], [s["listen_hit"] for s in sb], conv, n, seed)})
+        for field, metric in (("listen_hit", "listen_hits20"), ("fluency", "fluency")):
+            if all(s.get(field) is not None for s in sa + sb):
+                rows.append({"a": a, "b": b, "metric": metric,
+                             **paired_bootstrap([s[field] for s in sa], [s[field] for s in sb], conv, n, seed)})
     return rows

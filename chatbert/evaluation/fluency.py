@@ -19,7 +19,7 @@ from ..core import cache_dir, write_json_atomic
 # %% auto #0
 __all__ = ['PAD', 'END', 'UNK', 'WORD', 'BROKEN_CONTRACTION', 'DOUBLED', 'FUNCTION_WORDS', 'FluencyConfig', 'FluencyJudge',
            'train_fluency_judge', 'fluency_corpus', 'corpus_key', 'fluency_judge', 'doubled_word', 'broken_contraction',
-           'fluency_metrics', 'planted', 'pairwise_accuracy', 'check_fluency_judge']
+           'broken_form', 'fluency_metrics', 'planted', 'pairwise_accuracy', 'check_fluency_judge']
 
 # %% ../../nbs/34_evaluation.fluency.ipynb #54da0494
 @dataclass
@@ -163,13 +163,17 @@ def broken_contraction(text: str) -> bool:
     "A contraction no English speaker writes (\"i's\", \"you'm\", \"he're\")?"
     return bool(BROKEN_CONTRACTION.search(text))
 
+def broken_form(text: str) -> bool:
+    "A doubled word or a broken contraction."
+    return doubled_word(text) or broken_contraction(text)
+
 def fluency_metrics(judge: FluencyJudge, replies: list[str], refs: list[str]) -> dict:
     "`fluency` (mean SLOR of the replies), the references' and their ratio, the grammar proxies, and each reply's SLOR."
     r, h = judge.slor(replies), judge.slor(refs)
     share = lambda f, xs: float(np.mean([f(x) for x in xs]))
     return {"fluency": float(r.mean()), "ref_fluency": float(h.mean()), "fluency_ratio": float(r.mean() / h.mean()),
-            "doubled_word": share(doubled_word, replies), "ref_doubled_word": share(doubled_word, refs),
-            "broken_contraction": share(broken_contraction, replies), "ref_broken_contraction": share(broken_contraction, refs),
+            **{f"{p}{name}": share(f, xs) for name, f in (("doubled_word", doubled_word), ("broken_contraction", broken_contraction),
+                                                          ("broken_rate", broken_form)) for p, xs in (("", replies), ("ref_", refs))},
             "fluency_per_example": r.tolist()}
 
 # %% ../../nbs/34_evaluation.fluency.ipynb #b1e5d1ad

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..core import file_mode
 from ..text import normalize
-from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, TRACE_EXAMPLE, _num, _run_command
+from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, _num, _run_command
 from .tables import system_label
 
 # %% auto #0
@@ -68,33 +68,42 @@ def _token(t: str) -> str:
     t = "_" if t == "[MASK]" else str(t).replace("$", r"\$")
     return t if len(t) <= 7 else t[:6] + "…"
 
-def fig_imr_trace(trace: dict | None, example: int = TRACE_EXAMPLE, max_positions: int = 32, max_steps: int = 32) -> Figure:
-    "Heatmap of one reply's unmasking: steps x positions, token as text, confidence as colour, commits and re-masks marked."
-    exs = (trace or {}).get("examples") or []
-    if not exs or not exs[min(example, len(exs) - 1)].get("steps"):
-        return placeholder_figure(f"No results yet: run {RUN['imr']} (writes results/imr/<run>/trace.json)", WIDE)
-    steps = exs[min(example, len(exs) - 1)]["steps"]
-    if len(steps) > max_steps: steps = [steps[round(i)] for i in np.linspace(0, len(steps) - 1, max_steps)]
-    final = steps[-1]["tokens"]
-    n = min(len(final), max_positions, 2 + max((i for i, t in enumerate(final) if t != final[-1]), default=-1))
-    conf = np.array([[float(c) for c in s["confidence"][:n]] for s in steps])   # (steps, positions)
-    labels = np.array([[_token(t) for t in s["tokens"][:n]] for s in steps])
+def _trace_title(e: dict, width: int = 150) -> str:
+    "The context's last turn, the human reply and IMR's, each cut to one line."
+    cut = lambda t: textwrap.shorten(" ".join(str(t).split()), width, placeholder=" ...")
+    return "\n".join([f"context: {cut(e['context'][-1])}", f"human: {cut(e['reference'])}", f"IMR: {cut(e['reply'])}"])
+
+def fig_imr_trace(trace: dict | None, examples: int = 2, max_steps: int = 16) -> Figure:
+    "Heatmaps of the first `examples` replies' unmasking: steps x every canvas slot, token as text, confidence as colour, commits and re-masks marked."
+    exs = [e for e in ((trace or {}).get("examples") or []) if e.get("steps")][:examples]
+    if not exs: return placeholder_figure(f"No results yet: run {RUN['imr']} (writes results/imr/<run>/trace.json)", WIDE)
+    picked = []
+    for e in exs:
+        steps = e["steps"]
+        if len(steps) > max_steps: steps = [steps[round(i)] for i in np.linspace(0, len(steps) - 1, max_steps)]
+        picked.append((e, steps))
+    heights = [0.17 * len(s) + 0.35 for _, s in picked]
     with style():
-        fig = Figure(figsize=(min(WIDE, max(WIDTH, 0.32 * n + 1.3)), 0.2 * len(steps) + 1.0))
-        ax = fig.add_subplot()
-        sns.heatmap(conf, ax=ax, vmin=0, vmax=1, cmap="YlGnBu", annot=labels, fmt="", annot_kws={"fontsize": 4.5},
-                    linewidths=0.3, linecolor="white", cbar_kws={"label": "confidence", "shrink": 0.8, "pad": 0.02})
-        for i, s in enumerate(steps):
-            for j in _positions(s.get("committed"), n):
-                ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="crimson", lw=0.9))
-            for j in _positions(s.get("remasked"), n):
-                ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="darkorange", hatch="////", lw=0.6))
-        ax.set_yticks(np.arange(len(steps)) + 0.5, [str(int(s.get("step", i)) + 1) for i, s in enumerate(steps)], rotation=0, fontsize=5)
-        ax.set_xticks(np.arange(n) + 0.5, [str(j) for j in range(n)], fontsize=5)
-        ax.set_xlabel("canvas position"); ax.set_ylabel("step")
-        ax.legend(handles=[Patch(facecolor="none", edgecolor="crimson", label="committed this step"),
-                           Patch(facecolor="none", edgecolor="darkorange", hatch="////", label="re-masked this step")],
-                  loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False, fontsize=5.5)
+        fig = Figure(figsize=(WIDE, sum(heights) + 0.75 * len(picked)))
+        axes = fig.subplots(len(picked), 1, gridspec_kw={"height_ratios": heights, "hspace": 0.75}, squeeze=False)[:, 0]
+        for ax, (e, steps) in zip(axes, picked):
+            n = len(steps[-1]["tokens"])                                                   # every slot, the end-token slots too
+            conf = np.array([[float(c) for c in s["confidence"][:n]] for s in steps])     # (steps, slots)
+            labels = np.array([[_token(t) for t in s["tokens"][:n]] for s in steps])
+            sns.heatmap(conf, ax=ax, vmin=0, vmax=1, cmap="YlGnBu", annot=labels, fmt="", annot_kws={"fontsize": 4},
+                        linewidths=0.3, linecolor="white", cbar=ax is axes[0],
+                        cbar_kws={"label": "confidence", "shrink": 0.8, "pad": 0.01})
+            for i, s in enumerate(steps):
+                for j in _positions(s.get("committed"), n): ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="crimson", lw=0.8))
+                for j in _positions(s.get("remasked"), n):
+                    ax.add_patch(Rectangle((j, i), 1, 1, fill=False, edgecolor="darkorange", hatch="////", lw=0.6))
+            ax.set_yticks(np.arange(len(steps)) + 0.5, [str(int(s.get("step", i)) + 1) for i, s in enumerate(steps)], rotation=0, fontsize=4.5)
+            ax.set_xticks(np.arange(n) + 0.5, [str(j) for j in range(n)], fontsize=4.5)
+            ax.set_ylabel("step", fontsize=6); ax.set_title(_trace_title(e), fontsize=5.5, loc="left")
+        axes[-1].set_xlabel("canvas slot")
+        axes[-1].legend(handles=[Patch(facecolor="none", edgecolor="crimson", label="committed this step"),
+                                 Patch(facecolor="none", edgecolor="darkorange", hatch="////", label="re-masked this step")],
+                        loc="upper left", bbox_to_anchor=(0, -0.35), ncol=2, frameon=False, fontsize=5.5)
     return fig
 
 # %% ../../nbs/52_paper.figures.ipynb #0bd72d26

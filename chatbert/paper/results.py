@@ -14,10 +14,11 @@ import yaml
 from ..core import project_root
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'TRACE_EXAMPLE', 'RUN', 'META',
-           'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs', 'suite_rows',
-           'example_results', 'load_ablations', 'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves',
-           'load_cut_offsets', 'load_imr', 'pick_imr', 'load_transcripts']
+__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META', 'SYSTEM_SEEDS',
+           'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs', 'suite_rows',
+           'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check', 'load_ablations',
+           'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves', 'load_cut_offsets', 'load_imr',
+           'pick_imr', 'load_transcripts']
 
 # %% ../../nbs/50_paper.results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
@@ -33,7 +34,6 @@ IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the
 ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
 TAG_LABELS = {"val_choice": "(decoding chosen on validation)",
               "val_choice_v2": "(repairs chosen on validation; the config retrained)"}   # how a re-scoring is named in a table
-TRACE_EXAMPLE = 0                                                # which example of trace.json fig_imr_trace draws
 RUN = {  # the command that makes each kind of result
     "runs": "for c in {configs}; do chatbert train $c; done",
     "ablations": "papermill nbs/ablations.ipynb out.ipynb -p suite {suite}",
@@ -191,6 +191,51 @@ def example_results(root: Path) -> Path:
        "reply_len_p50,reply_len_p90,reply_len_p99\nccc,train,3635,121937,118302,73,148,287,15,43,103\n")
     return root
 
+# %% ../../nbs/50_paper.results.ipynb #956fde03
+SYSTEM_SEEDS = {  # system -> its evaluation at each training seed (run:tag), decoded with the setting chosen for seed 0
+    "baseline": ["baseline_cpu:val_choice", "baseline_cpu_seed1:seed0_choice", "baseline_cpu_seed2:seed0_choice"],
+    "ed": ["ed_cpu:val_choice", "ed_cpu_seed1:val_choice", "ed_cpu_seed2:val_choice"],
+    "imr": ["imr_cpu:val_choice", "imr_cpu_seed1:seed0_choice", "imr_cpu_seed2:seed0_choice"],
+    "ra": ["ra_cpu"], "fib": ["fib_cpu"],
+}
+PAIRED = {  # the paired table: seed-0 evaluation folders under results/runs (decoding chosen on validation), and A - B pairs
+    "folders": {"imr": "imr_cpu/eval/val_choice", "imr_repair": "imr_cpu/eval/val_choice_v2", "ed": "ed_cpu/eval/val_choice",
+                "baseline": "baseline_cpu/eval/val_choice", "ra": "ra_cpu", "fib": "fib_cpu"},
+    "pairs": [("imr", "baseline"), ("imr", "ed"), ("baseline", "ed"), ("ra", "imr"), ("fib", "imr"), ("imr_repair", "imr")],
+}
+
+def _entry(r: dict) -> str: return r["config"] + (f":{r['eval_tag']}" if isinstance(r.get("eval_tag"), str) and r["eval_tag"] else "")
+
+def system_rows(summary: pd.DataFrame, systems: dict = SYSTEM_SEEDS) -> dict[str, dict]:
+    "Each system with results: every metric's mean over its seed evaluations present, `<metric>_sd` (two or more), `seeds`."
+    by, out = ({} if summary.empty else {_entry(r): r for r in summary.to_dict("records")}), {}
+    for system, entries in systems.items():
+        found = [e for e in entries if e in by]
+        if not found: continue
+        df = pd.DataFrame([by[e] for e in found])
+        cols = [c for c in metric_columns(df) if not c.endswith("_std") and df[c].notna().any()]
+        out[system] = df[cols].mean().to_dict() | {"seeds": len(found), "entries": found}
+        if len(found) > 1: out[system] |= {f"{c}_sd": float(df[c].std(ddof=1)) for c in cols}
+    return out
+
+def write_paired(results_dir="results", spec: dict = PAIRED, n: int = 2000, seed: int = 0) -> Path:
+    "The paired table of `spec` from the folders' samples.jsonl -> results/eval/paired_cpu.json (`chatbert paired`)."
+    from chatbert.core import git_info, write_json_atomic
+    from chatbert.evaluation.bootstrap import paired_table
+    runs = _resolve(results_dir)/"runs"
+    rows = paired_table({k: runs/f for k, f in spec["folders"].items()}, [tuple(p) for p in spec["pairs"]], n, seed)
+    note = "imr_repair is the same config retrained (see its README): its difference to imr mixes model instance and decoding"
+    return write_json_atomic({"folders": {k: f"results/runs/{f}" for k, f in spec["folders"].items()}, "rows": rows, "n": n,
+                              "seed": seed, "git": git_info().get("commit"), "note": note}, _resolve(results_dir)/"eval"/"paired_cpu.json")
+
+def load_paired(results_dir="results") -> dict | None:
+    "results/eval/paired_cpu.json (`chatbert paired`), or None."
+    return _read_optional_json(_resolve(results_dir)/"eval"/"paired_cpu.json") or None
+
+def load_fluency_check(results_dir="results", source: str = "dailydialog") -> dict | None:
+    "The fluency judge's planted tests and settings, results/judges/fluency_<source>.json (`chatbert judge --fluency`), or None."
+    return _read_optional_json(_resolve(results_dir)/"judges"/f"fluency_{source}.json") or None
+
 # %% ../../nbs/50_paper.results.ipynb #4e8219a2
 def _run_metrics(results: Path, by_key: dict, run_dir, config) -> dict:
     "The metrics of an ablation run (its summary row when it is under results/runs: seeds averaged), or {}."
@@ -277,11 +322,12 @@ def load_cut_offsets(results_dir="results") -> pd.DataFrame:
 
 # %% ../../nbs/50_paper.results.ipynb #2defeb86
 def load_imr(results_dir="results") -> dict[str, dict]:
-    "results/imr/<run>/: {run: {'trace': dict | None, 'sweep': DataFrame | None}}."
+    "results/imr/<run>/: {run: {'trace': dict | None, 'sweep': DataFrame | None, 'order': dict | None}}."
     root, out = _resolve(results_dir)/"imr", {}
     for d in (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []):
         out[d.name] = {"trace": json.loads((d/"trace.json").read_text()) if (d/"trace.json").is_file() else None,
-                       "sweep": pd.read_csv(d/"sweep.csv") if (d/"sweep.csv").is_file() else None}
+                       "sweep": pd.read_csv(d/"sweep.csv") if (d/"sweep.csv").is_file() else None,
+                       "order": _read_optional_json(d/"order.json") or None}
     return out
 
 def pick_imr(imr: dict, what: str) -> str | None:

@@ -11,9 +11,11 @@ import pandas as pd
 from .results import RUN, SUITES, SYSTEMS, TAG_LABELS, _num, _run_command, suite_rows, variant_of
 
 # %% auto #0
-__all__ = ['MAIN_COLUMNS', 'RANK_COLUMNS', 'ABLATION_COLUMNS', 'latex_escape', 'safe_key', 'fmt_num', 'decimals_for',
-           'fmt_metric', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label', 'table_main',
-           'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench', 'table_train_bench']
+__all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'PAIRED_METRICS', 'RANK_COLUMNS', 'ABLATION_COLUMNS',
+           'latex_escape', 'safe_key', 'fmt_num', 'decimals_for', 'fmt_metric', 'tabular', 'no_results', 'best_flags',
+           'cell', 'system_label', 'table_main', 'mean_sd', 'table_systems', 'table_paired', 'table_judges',
+           'table_configs', 'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench',
+           'table_train_bench']
 
 # %% ../../nbs/51_paper.tables.ipynb #d132097e
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -38,6 +40,8 @@ def fmt_num(v: float, decimals: int = 2) -> str:
 
 _DECIMALS = [(r"(^|/)(bleu\d|rouge|bertscore_f1|nll|nelbo)", 2),             # 0-100 scores, and nats
              (r"(distinct\d|_rate$|(^|/)hits@|(^|/)mrr|(^|/)coverage$)", 3),  # 0-1 rates
+             (r"(^|/)(ref_)?(listen_|fluency_ratio|doubled_word|broken_)", 3),  # the judges' 0-1 scores
+             (r"(^|/)(ref_)?fluency$", 2),                                   # SLOR, nats per token
              (r"(^|/)(ref_)?len_", 1)]                                       # mean and percentile words
 
 def decimals_for(metric: str, v: float) -> int:
@@ -122,6 +126,63 @@ def table_main(summary: pd.DataFrame, suite: str) -> str:
     refs = {"distinct1": "ref_distinct1", "distinct2": "ref_distinct2", "len_mean": "ref_len_mean"}
     body += [r"\midrule", ["References", *[cell(ref, refs[m], d) if m in refs else "" for m, _, _, d in MAIN_COLUMNS]]]
     return tabular(["System", *[h + _ARROW[b] for _, h, b, _ in MAIN_COLUMNS]], body, "l" + "r" * len(MAIN_COLUMNS))
+
+# %% ../../nbs/51_paper.tables.ipynb #fa60e07a
+SYSTEM_COLUMNS = [  # metric, header, which value is best, decimals; the main table of the paper
+    ("rougeL", "ROUGE-L", "max", 1), ("bertscore_f1", "BERTScore", "max", 1), ("distinct2", "Dist-2", "max", 2),
+    ("unique_rate", "Uniq.", "max", 2), ("repetition_rate", "Rep.", "min", 2), ("len_mean", "Len.", "ref", 1),
+    ("listen_hits20", "Listens", "max", 2), ("fluency_ratio", "Fluency", "max", 2), ("broken_rate", "Broken", "min", 2),
+    ("ms_per_reply", "ms", "min", 0)]
+SYSTEM_ORDER = ("baseline", "ed", "imr", "ra", "fib")
+REF_COLUMNS = {"distinct2": "ref_distinct2", "len_mean": "ref_len_mean", "listen_hits20": "ref_listen_hits20",
+               "broken_rate": "ref_broken_rate"}
+
+def mean_sd(row: dict, metric: str, decimals: int, bold: bool = False) -> str:
+    "`mean` or `mean ± sd` (when the row averages seeds), bold if best."
+    v = _num(row.get(metric))
+    if v is None: return "--"
+    text = fmt_num(v, decimals)
+    if _num(row.get(f"{metric}_sd")) is not None: text += rf"\,$\pm$\,{fmt_num(row[f'{metric}_sd'], decimals)}"
+    return rf"\textbf{{{text}}}" if bold else text
+
+def table_systems(systems: dict[str, dict]) -> str | None:
+    "tab_systems_cpu: one row per system (mean ± sd over its training seeds), the human references last; None without systems."
+    present = [(s, systems[s]) for s in SYSTEM_ORDER if s in systems]
+    if not present: return None
+    flags = {m: iter(best_flags([r.get(m) for _, r in present], better, d)) for m, _, better, d in SYSTEM_COLUMNS}
+    body = [[SYSTEMS[s] + (rf" \footnotesize({r['seeds']})" if r["seeds"] > 1 else ""),
+             *[mean_sd(r, m, d, next(flags[m])) for m, _, _, d in SYSTEM_COLUMNS]] for s, r in present]
+    ref = present[0][1]
+    body += [r"\midrule", ["References", *[(fmt_num(ref[REF_COLUMNS[m]], d) if _num(ref.get(REF_COLUMNS.get(m, ""))) is not None
+                                            else ("1.00" if m == "fluency_ratio" else "")) for m, _, _, d in SYSTEM_COLUMNS]]]
+    return tabular(["System", *[h + _ARROW[b] for _, h, b, _ in SYSTEM_COLUMNS]], body, "l" + "r" * len(SYSTEM_COLUMNS))
+
+PAIRED_METRICS = [("rougeL", "ROUGE-L", 2), ("listen_hits20", "Listening", 3), ("fluency", "Fluency (SLOR)", 2)]
+
+def table_paired(paired: dict | None) -> str | None:
+    "tab_paired_cpu: A - B with its 95% conversation-clustered interval, per metric; None without a paired file."
+    if not paired: return None
+    rows = {}
+    for r in paired["rows"]: rows.setdefault((r["a"], r["b"]), {})[r["metric"]] = r
+    label = lambda s: {**SYSTEMS, "imr_repair": SYSTEMS["imr"] + " (repairs)"}.get(s, latex_escape(s))
+    body = [[f"{label(a)} $-$ {label(b)}", *[(rf"{fmt_num(m[k]['diff'], d)} [{fmt_num(m[k]['low'], d)}, {fmt_num(m[k]['high'], d)}]"
+                                              if k in m else "--") for k, _, d in PAIRED_METRICS]] for (a, b), m in rows.items()]
+    return tabular(["A $-$ B", *[h for _, h, _ in PAIRED_METRICS]], body, "l" + "r" * len(PAIRED_METRICS))
+
+def table_judges(check: dict | None) -> str | None:
+    "tab_judges: the fluency judge's planted-test accuracies, SLOR and the LM's per-token log-probability."
+    if not check: return None
+    names = {"shuffled": "words shuffled", "doubled": "one word doubled", "dropped_function_word": "one function word dropped"}
+    body = [[names.get(k, latex_escape(k)), f"{check[f'n_{k}']:,}", fmt_num(check["slor"][k], 3), fmt_num(check["lm_per_token"][k], 3)]
+            for k in check["slor"]]
+    return tabular(["Corruption", "Pairs", "SLOR", "LM per token"], body, "lrrr")
+
+def table_configs(systems: dict[str, dict]) -> str | None:
+    "tab_configs_cpu: each system's runs and evaluation folders (results/runs/...)."
+    if not systems: return None
+    body = [[SYSTEMS[s], ", ".join(rf"\texttt{{{latex_escape(e.replace(':', '/eval/'))}}}" for e in systems[s]["entries"])]
+            for s in SYSTEM_ORDER if s in systems]
+    return tabular(["System", "Evaluations (one per training seed)"], body, "lp{0.7\\linewidth}")
 
 # %% ../../nbs/51_paper.tables.ipynb #33f845e8
 def table_likelihood(summary: pd.DataFrame, suite: str) -> str:
