@@ -21,7 +21,8 @@ from .tables import fmt_num, system_label
 __all__ = ['README_COLUMNS', 'markdown_table', 'transcript_markdown', 'replace_block', 'write_readme_assets']
 
 # %% ../../nbs/54_paper.readme.ipynb #7ef97805
-README_COLUMNS = [("rougeL", "ROUGE-L", 1), ("bertscore_f1", "BERTScore", 1), ("listen_hits20", "listens", 2), ("distinct2", "Dist-2", 3),
+README_COLUMNS = [("rougeL", "ROUGE-L", 1), ("bertscore_f1", "BERTScore", 1), ("listen_hits20", "listens", 2), ("fluency_ratio", "fluent", 2),
+                  ("distinct2", "Dist-2", 3),
                   ("unique_rate", "unique", 2), ("repetition_rate", "rep.", 2), ("len_mean", "words", 1),
                   ("examples_seen", "examples seen", 0), ("train_seconds", "train min", 0)]
 
@@ -34,7 +35,8 @@ def markdown_table(summary: pd.DataFrame, suite: str = "cpu") -> str:
     lines += [f"| {system_label(c, r)} (`{c}`) | " + " | ".join(val(r, m, d) for m, _, d in README_COLUMNS) + " |" for c, r in present]
     ref = present[0][1]
     refs = {"distinct2": "ref_distinct2", "len_mean": "ref_len_mean", "listen_hits20": "ref_listen_hits20"}
-    lines.append("| human replies | " + " | ".join(val(ref, refs[m], d) if m in refs else "" for m, _, d in README_COLUMNS) + " |")
+    human = lambda m, d: val(ref, refs[m], d) if m in refs else ("1.00" if m == "fluency_ratio" else "")   # fluency: the replies' over the humans'
+    lines.append("| human replies | " + " | ".join(human(m, d) for m, _, d in README_COLUMNS) + " |")
     return "\n".join(lines)
 
 # %% ../../nbs/54_paper.readme.ipynb #fb0c1a82
