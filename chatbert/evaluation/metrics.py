@@ -17,8 +17,8 @@ from ..backbone import minilm_path
 from ..text import normalize
 
 # %% auto #0
-__all__ = ['bleu', 'rouge', 'BertScore', 'distinct', 'has_repetition', 'length_stats', 'diversity', 'generation_metrics',
-           'mean_and_spread', 'eval_indices', 'timed_generate']
+__all__ = ['bleu', 'rouge', 'BertScore', 'distinct', 'has_repetition', 'length_stats', 'diversity', 'plato_metrics',
+           'generation_metrics', 'mean_and_spread', 'eval_indices', 'timed_generate']
 
 # %% ../../nbs/30_evaluation.metrics.ipynb #29246704
 def bleu(hyps: list[str], refs: list[str]) -> dict:
@@ -103,6 +103,19 @@ def diversity(hyps: list[str], refs: list[str], sample_size: int = 500, seed: in
             "repetition_rate": float(np.mean([has_repetition(h) for h in hyps])),
             "unique_rate": len(set(map(normalize, hyps))) / len(hyps),
             "empty_rate": float(np.mean([not normalize(h) for h in hyps]))}
+
+# %% ../../nbs/30_evaluation.metrics.ipynb #244e3f29
+def plato_metrics(hyps: list[str], refs: list[str], tokenizer=None) -> dict:
+    "BLEU-1/2 and corpus Distinct-1/2 computed as PLATO's evaluation does (NLTK sentence BLEU, smoothing 7, WordPiece tokens)."
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+    from chatbert.backbone import load_tokenizer
+    tok = tokenizer or load_tokenizer("minilm")
+    hyp, ref, smooth = [tok.tokenize(h) for h in hyps], [tok.tokenize(r) for r in refs], SmoothingFunction().method7
+    bleu_n = lambda w: float(np.mean([sentence_bleu([r], h, weights=w, smoothing_function=smooth) if h and r else 0.0
+                                      for h, r in zip(hyp, ref)]))
+    uni, bi = Counter(t for h in hyp for t in h), Counter(b for h in hyp for b in zip(h, h[1:]))
+    return {"plato_bleu1": bleu_n((1, 0, 0, 0)), "plato_bleu2": bleu_n((0.5, 0.5, 0, 0)),
+            "plato_distinct1": len(uni) / max(1, sum(uni.values())), "plato_distinct2": len(bi) / max(1, sum(bi.values()))}
 
 # %% ../../nbs/30_evaluation.metrics.ipynb #47b437b2
 def generation_metrics(hyps: list[str], refs: list[str], bertscore: BertScore | None = None,

@@ -96,7 +96,7 @@ def evaluate_chat(chat, cfg: Config, dd, bertscore: BertScore | None = None,
 def add_judges(folder: str | Path, # a finished run or evaluation folder (metrics.json and samples.jsonl)
                fluency=None, # a `chatbert.evaluation.fluency.FluencyJudge`: add fluency too
               ) -> dict:
-    "The judges' scores of `folder`'s replies and references, from its samples.jsonl, added to its metrics.json (and per reply to samples.jsonl)."
+    "The judges' scores (and PLATO-style BLEU/Distinct) of `folder`'s replies and references, from its samples.jsonl, added to its metrics.json (and per reply to samples.jsonl)."
     folder = Path(folder)
     samples = [json.loads(line) for line in (folder/"samples.jsonl").read_text(encoding="utf-8").splitlines()]
     metrics = json.loads((folder/"metrics.json").read_text(encoding="utf-8"))
@@ -105,6 +105,8 @@ def add_judges(folder: str | Path, # a finished run or evaluation folder (metric
     for s, hit in zip(samples, listen.get("listen_per_example", [None] * len(samples))): s["listen_hit"] = hit
     metrics |= {k: v for k, v in listen.items() if k != "listen_per_example"} | {
         f"ref_{k}": v for k, v in ref.items() if k != "listen_per_example"}
+    from chatbert.evaluation.metrics import plato_metrics   # the literature's BLEU-1/2 and Distinct-1/2, for quoting beside PLATO's
+    metrics |= plato_metrics(replies, refs) | {f"ref_{k}": v for k, v in plato_metrics(refs, refs).items() if "distinct" in k}
     if fluency is not None:
         from chatbert.evaluation.fluency import fluency_metrics
         flu = fluency_metrics(fluency, replies, refs)

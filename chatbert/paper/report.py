@@ -16,7 +16,7 @@ from .results import (META, SUITES, _num, _resolve, collect_runs, learning_curve
                               load_bench, load_cut_offsets, load_data_stats, load_fluency_check, load_imr, load_paired, load_train_bench,
                               pick_imr, suite_of, suite_rows, summarise_runs, system_rows)
 from .tables import (ABLATION_COLUMNS, fmt_metric, fmt_num, latex_escape, safe_key, table_ablation, table_bench,
-                             no_results, table_configs, table_data, table_judges, table_likelihood, table_main, table_paired, table_ranking,
+                             no_results, table_configs, table_data, table_judges, table_likelihood, table_literature, table_main, table_paired, table_ranking,
                              table_systems, table_train_bench)
 from .figures import (IMR_RECIPES, fig_imr_recipes, ablation_deltas, fig_ablations, fig_imr_schedules, fig_imr_steps, fig_imr_trace, fig_lengths,
                               fig_cost_curves, fig_learning_curves, fig_quality_latency, reply_lengths, save_pdf, COST_PAIRS)
@@ -164,7 +164,7 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
     tb, systems, paired, check = load_train_bench(results), system_rows(summary), load_paired(results), load_fluency_check(results)
     tables |= {"tab_data": table_data(stats), "tab_bench": table_bench(bench), "tab_train_bench": table_train_bench(tb),
                "tab_systems_cpu": table_systems(systems), "tab_paired_cpu": table_paired(paired), "tab_judges": table_judges(check),
-               "tab_configs_cpu": table_configs(systems)}
+               "tab_configs_cpu": table_configs(systems), "tab_literature_cpu": table_literature(systems)}
     tables = {k: v for k, v in tables.items() if v is not None and not v.startswith(no_results('')[:40])}   # nothing to show: no file
     written = [write_text_atomic(text, out/f"{name}.tex") for name, text in tables.items()]
     figs = report_figures(runs, summary, ablations, imr, results)

@@ -11,11 +11,11 @@ import pandas as pd
 from .results import RUN, SUITES, SYSTEMS, TAG_LABELS, _num, _run_command, suite_rows, variant_of
 
 # %% auto #0
-__all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'PAIRED_METRICS', 'RANK_COLUMNS', 'ABLATION_COLUMNS',
-           'latex_escape', 'safe_key', 'fmt_num', 'decimals_for', 'fmt_metric', 'tabular', 'no_results', 'best_flags',
-           'cell', 'system_label', 'table_main', 'mean_sd', 'table_systems', 'table_paired', 'table_judges',
-           'table_configs', 'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench',
-           'table_train_bench']
+__all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'PAIRED_METRICS', 'PLATO_DAILYDIALOG',
+           'LITERATURE_COLUMNS', 'RANK_COLUMNS', 'ABLATION_COLUMNS', 'latex_escape', 'safe_key', 'fmt_num',
+           'decimals_for', 'fmt_metric', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label', 'table_main',
+           'mean_sd', 'table_systems', 'table_paired', 'table_judges', 'table_configs', 'table_literature',
+           'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench', 'table_train_bench']
 
 # %% ../../nbs/51_paper.tables.ipynb #d132097e
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -183,6 +183,18 @@ def table_configs(systems: dict[str, dict]) -> str | None:
     body = [[SYSTEMS[s], ", ".join(rf"\texttt{{{latex_escape(e.replace(':', '/eval/'))}}}" for e in systems[s]["entries"])]
             for s in SYSTEM_ORDER if s in systems]
     return tabular(["System", "Evaluations (one per training seed)"], body, "lp{0.7\\linewidth}")
+
+# %% ../../nbs/51_paper.tables.ipynb #82282087
+PLATO_DAILYDIALOG = {"plato_bleu1": 0.397, "plato_bleu2": 0.311, "plato_distinct1": 0.053, "plato_distinct2": 0.291}  # Bao et al. (2020), Table 2
+LITERATURE_COLUMNS = [("plato_bleu1", "BLEU-1"), ("plato_bleu2", "BLEU-2"), ("plato_distinct1", "Distinct-1"), ("plato_distinct2", "Distinct-2")]
+
+def table_literature(systems: dict[str, dict]) -> str | None:
+    "tab_literature_cpu: BLEU-1/2 and Distinct-1/2 computed as PLATO does, our systems (seed means) beside PLATO's DailyDialog row."
+    present = [(s, systems[s]) for s in SYSTEM_ORDER if s in systems and _num(systems[s].get("plato_bleu1")) is not None]
+    if not present: return None
+    body = [[SYSTEMS[s], *[fmt_num(r[m], 3) for m, _ in LITERATURE_COLUMNS]] for s, r in present]
+    body += [r"\midrule", [r"PLATO (132M, pretrained on Reddit; published)", *[fmt_num(PLATO_DAILYDIALOG[m], 3) for m, _ in LITERATURE_COLUMNS]]]
+    return tabular(["System", *[h for _, h in LITERATURE_COLUMNS]], body, "lrrrr")
 
 # %% ../../nbs/51_paper.tables.ipynb #33f845e8
 def table_likelihood(summary: pd.DataFrame, suite: str) -> str:
