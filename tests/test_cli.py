@@ -366,3 +366,82 @@ def test_a_trained_run_scores_another_sources_test_split(tmp_path, monkeypatch):
                                          "how are you" in s["reference"] or "good to hear" in s["reference"] for s in samples)
     assert yaml.safe_load((out / "config.yaml").read_text())["eval"]["test_source"] == "jsonl"
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["source"] == "ccc"   # the model's own data, as trained
+
+
+# --- reliability (issue 25, item 6) -------------------------------------------------------------------------------
+
+def test_a_tag_or_run_name_with_a_path_in_it_is_refused(scratch, capsys, model_folder):
+    "`--tag ../../OTHER --force` moved another finished run aside and replaced it; a tag is a plain name, like a run name."
+    other = scratch / "results" / "runs" / "other"
+    other.mkdir(parents=True); (other / "metrics.json").write_text('{"bleu4": 1.0}')
+    fails(capsys, ["evaluate", str(other), "--tag", "../../other", "--force"], "--tag '../../other'")
+    fails(capsys, ["evaluate", str(other), "--tag", "a/b"], "--tag 'a/b'")
+    fails(capsys, ["train", "smoke", "--name", "../other", "--force"], "'../other'")
+    assert json.loads((other / "metrics.json").read_text()) == {"bleu4": 1.0} and not (other / "eval").exists()
+
+
+def test_a_second_train_of_a_run_refuses_while_another_process_holds_its_lock(scratch, capsys):
+    "Two `chatbert train` of one run: the second refuses at once, naming the run and the other process; a dead one's lock is taken over."
+    out = scratch / "results" / "runs" / "smoke"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from chatbert.experiments.runs import folder_lock\n"
+                               "with folder_lock(sys.argv[1]): print('locked', flush=True); time.sleep(120)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        fails(capsys, ["train", "smoke"], "results/runs/smoke is being written by another process", f"pid {holder.pid}")
+    finally:
+        holder.kill(); holder.wait()
+    assert (out.parent / ".smoke.lock").is_file()              # killed: its lock file is left, but nobody holds it
+    with runs.folder_lock(out) as lock: assert lock.read_text() == str(os.getpid())
+    assert not lock.exists()
+
+
+def test_paths_are_printed_absolute_when_working_outside_the_repository(tmp_path, monkeypatch, capsys):
+    "Run from elsewhere, the results go into the repository: printed relative to it, the path would read as one under the working folder."
+    root = tmp_path / "root"; root.mkdir()
+    (root / "settings.ini").write_text((REPO / "settings.ini").read_text()); (root / "configs").symlink_to(REPO / "configs")
+    monkeypatch.setenv("CHATBERT_ROOT", str(root)); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CHATBERT_RESULTS", raising=False)
+    def fake_notebook(name, out, params):
+        Path(params["out_dir"]).mkdir(parents=True, exist_ok=True); Path(params["out_dir"], "metrics.json").write_text('{"bleu4": 1.0}')
+    monkeypatch.setattr(runs, "run_notebook", fake_notebook)
+    (tmp_path / "elsewhere").mkdir(); monkeypatch.chdir(tmp_path / "elsewhere")
+    data = write_jsonl(tmp_path / "x.jsonl", [{"turns": [f"hello {i}", f"hi there {i}", f"how are you {i}"]} for i in range(60)])
+    assert main(["train", "smoke", "data.source=jsonl", f"data.path={data}", "--name", "mine"]) == 0
+    said = capsys.readouterr().out
+    assert f"run folder: {root / 'results' / 'runs' / 'mine'}\n" in said and f"-> {root / 'results' / 'runs' / 'mine'}/" in said
+    assert (root / "results" / "runs" / "mine" / "metrics.json").is_file()
+
+
+def test_a_batch_larger_than_the_training_examples_is_refused_before_a_kernel(scratch, capsys):
+    err = fails(capsys, ["train", "smoke", "train.batch_size=100000"], "train.batch_size 100000", "training examples")
+    assert re.search(r"than the \d+ training examples", err), err
+
+
+def test_choose_needs_at_least_one_context_and_creates_nothing(scratch, capsys, model_folder):
+    for n in ("-5", "0"): fails(capsys, ["evaluate", str(model_folder), "--choose", n], "--choose", f"got {n}")
+    assert not (model_folder / "eval").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_path(capsys):
+    import errno
+    def full(): raise OSError(errno.ENOSPC, "No space left on device", "/some/path/model.safetensors")
+    code = runs.report_errors("chatbert train", full)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "/some/path/model.safetensors" in err, err
+
+
+def test_version_prints_the_package_version():
+    import chatbert
+    res = subprocess.run([str(BIN / "chatbert"), "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout == f"chatbert {chatbert.__version__}\n", (res.returncode, res.stdout, res.stderr)
+
+
+def test_only_the_newest_incomplete_checkpoint_is_kept(scratch):
+    "A run cut short again and again left one incomplete-* folder, as large as a checkpoint, each time."
+    cfg, out = load_config("smoke"), scratch / "results" / "runs" / "smoke"
+    ck = runs.claim_checkpoints(cfg, out)
+    for name in ("incomplete-checkpoint-5", "incomplete-checkpoint-10", "checkpoint-20", "checkpoint-30"): (ck / name).mkdir()
+    (ck / "checkpoint-20" / "trainer_state.json").write_text("{}")
+    runs.claim_checkpoints(cfg, out)
+    assert sorted(p.name for p in ck.iterdir() if p.is_dir()) == ["checkpoint-20", "incomplete-checkpoint-30"]

@@ -167,3 +167,15 @@ def test_browser_sends_a_message_and_sees_reply_and_steps(url):
     assert seen["reply"].strip() not in ("", "…") and "replied in" in seen["status"]
     assert "step 4 / 4" in seen["canvas"] and seen["tokens"] > 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_a_port_in_use_is_one_line_before_anything_loads_or_is_announced(capsys):
+    "`chatbert serve` on a busy port printed 'demo on http://...' first; now the port is tried before the runs load."
+    import socket
+    from chatbert.app.cli import main
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0)); busy.listen(); port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as ex: main(["serve", "no/such/run", "--port", str(port)])
+    said = capsys.readouterr()
+    assert ex.value.code == 2 and said.err.count("\n") == 1 and said.err.startswith("chatbert serve: error: "), said.err
+    assert f"127.0.0.1:{port}" in said.err and "--port" in said.err and "demo on" not in said.out

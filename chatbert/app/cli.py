@@ -83,24 +83,28 @@ def _data_stats(args):
 def _numbers(metrics: dict) -> dict: return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 def _train(args):
-    "Check the config, its data and the run's folders, then run nbs/train.ipynb into the run folder."
-    from chatbert.experiments.runs import claim_run_dir, plan_run, relative, run_notebook
+    "Check the config, its data and the run's folders, then run nbs/train.ipynb into the run folder, holding its lock."
+    from chatbert.experiments.runs import claim_run_dir, finished, folder_lock, plan_run, run_notebook, shown
     cfg, out = plan_run(args.config, args.overrides, args.name, args.out, args.force)
     config = str(Path(args.config).expanduser().resolve()) if args.config.endswith((".yaml", ".yml")) else args.config
-    if args.force: claim_run_dir(out, force=True)   # the earlier run moves aside before the notebook is written there
-    print(f"run {cfg.name} -> {relative(out)}/ (the executed notebook: train.ipynb there)", flush=True)
-    run_notebook("train.ipynb", out/"train.ipynb", {"config": config, "overrides": list(args.overrides), "out_dir": str(out),
-                                                    "name": cfg.name, "force": args.force})
+    with folder_lock(out):                           # a second `chatbert train` of this run refuses, naming this process
+        if args.force or finished(out): claim_run_dir(out, args.force)   # again under the lock; --force: the earlier run moves aside
+        print(f"run {cfg.name} -> {shown(out)}/ (the executed notebook: train.ipynb there)", flush=True)
+        run_notebook("train.ipynb", out/"train.ipynb", {"config": config, "overrides": list(args.overrides), "out_dir": str(out),
+                                                        "name": cfg.name, "force": args.force})
     print(json.dumps(_numbers(json.loads((out/"metrics.json").read_text())), indent=1))
-    print(f"run folder: {relative(out)}")
+    print(f"run folder: {shown(out)}")
 
 # %% ../../nbs/60_app.cli.ipynb #340f7f00
 def _evaluate(args):
-    "Check the run, its model and the overrides, then run nbs/evaluate.ipynb into RUN/eval/TAG."
-    from chatbert.config import read_config
+    "Check the tag, the run, its model and the overrides, then run nbs/evaluate.ipynb into RUN/eval/TAG, holding its lock."
+    from chatbert.config import ConfigError, read_config
     from chatbert.core import write_json_atomic
-    from chatbert.experiments.runs import (RunError, apply_overrides, check_rescoring, claim_run_dir, find_run, override_suffix, relative,
-                               run_model, run_notebook)
+    from chatbert.experiments.runs import (RunError, apply_overrides, check_rescoring, check_tag, claim_run_dir, find_run, folder_lock,
+                               override_suffix, run_model, run_notebook, shown)
+    if args.tag is not None: check_tag(args.tag)           # a plain name: RUN/eval/TAG stays inside the run
+    if args.choose is not None and args.choose < 1:
+        raise ConfigError(f"--choose N: N validation contexts choose the decoding, at least 1; got {args.choose}")
     run = find_run(args.run)
     check_rescoring(args.overrides)
     apply_overrides(read_config(run), args.overrides)      # the values, checked here rather than in the kernel
@@ -108,15 +112,16 @@ def _evaluate(args):
     if args.choose and args.overrides: raise RunError("--choose picks the decoding itself: give it no overrides")
     tag = args.tag or ("val_choice" if args.choose else override_suffix(args.overrides) or "default")
     out = run/"eval"/tag
-    claim_run_dir(out, args.force, beside="--tag TAG")
-    choice = _choose(run, args.choose) if args.choose else None
-    if choice: args.overrides = choice["overrides"]
-    print(f"evaluating {relative(run)} -> {relative(out)}/", flush=True)
-    run_notebook("evaluate.ipynb", out/"evaluate.ipynb", {"run_dir": str(run), "overrides": list(args.overrides),
-                                                          "out_dir": str(out), "force": args.force})
-    if choice: write_json_atomic(choice, out/"choice.json")
+    with folder_lock(out, beside="--tag TAG"):
+        claim_run_dir(out, args.force, beside="--tag TAG")
+        choice = _choose(run, args.choose) if args.choose else None
+        if choice: args.overrides = choice["overrides"]
+        print(f"evaluating {shown(run)} -> {shown(out)}/", flush=True)
+        run_notebook("evaluate.ipynb", out/"evaluate.ipynb", {"run_dir": str(run), "overrides": list(args.overrides),
+                                                              "out_dir": str(out), "force": args.force})
+        if choice: write_json_atomic(choice, out/"choice.json")
     print(json.dumps(_numbers(json.loads((out/"metrics.json").read_text())), indent=1))
-    print(f"evaluation folder: {relative(out)}")
+    print(f"evaluation folder: {shown(out)}")
 
 def _choose(run, n: int) -> dict:
     "The decoding chosen on `n` validation contexts (chatbert.evaluation.choose), its sweep printed."
@@ -157,21 +162,21 @@ def _demo(args):
 def _judge(args):
     "Add the judges' scores to finished run or evaluation folders, from their samples."
     from chatbert.experiments.experiment import add_judges
-    from chatbert.experiments.runs import find_run, finished, relative
+    from chatbert.experiments.runs import find_run, finished, shown
     folders = [find_run(f) for f in args.folders]
     if bad := [f for f in folders if not finished(f) or not (f/"samples.jsonl").is_file()]:
-        raise FileNotFoundError(f"not a finished run or evaluation folder (metrics.json, samples.jsonl): {relative(bad[0])}")
+        raise FileNotFoundError(f"not a finished run or evaluation folder (metrics.json, samples.jsonl): {shown(bad[0])}")
     fluency = None
     if args.fluency:
         from chatbert.experiments.experiment import judge_for_folders
         fluency, check = judge_for_folders(folders)
         acc = json.loads(check.read_text())["slor"]
-        print(f"fluency judge: planted-test accuracy {', '.join(f'{k} {v:.3f}' for k, v in acc.items())} -> {relative(check)}", flush=True)
+        print(f"fluency judge: planted-test accuracy {', '.join(f'{k} {v:.3f}' for k, v in acc.items())} -> {shown(check)}", flush=True)
     for f in folders:
         m = add_judges(f, fluency)
-        if m["listen_hits20"] is None: print(f"{relative(f)}: {m['n']} replies are too few for 1-in-20 listening", flush=True)
-        else: print(f"{relative(f)}: listen_hits20 {m['listen_hits20']:.3f} (references {m['ref_listen_hits20']:.3f})", flush=True)
-        if fluency: print(f"{relative(f)}: fluency {m['fluency']:.3f} (references {m['ref_fluency']:.3f}), doubled words {m['doubled_word']:.3f}, "
+        if m["listen_hits20"] is None: print(f"{shown(f)}: {m['n']} replies are too few for 1-in-20 listening", flush=True)
+        else: print(f"{shown(f)}: listen_hits20 {m['listen_hits20']:.3f} (references {m['ref_listen_hits20']:.3f})", flush=True)
+        if fluency: print(f"{shown(f)}: fluency {m['fluency']:.3f} (references {m['ref_fluency']:.3f}), doubled words {m['doubled_word']:.3f}, "
                           f"broken contractions {m['broken_contraction']:.3f}", flush=True)
 
 def _bench(args):
@@ -191,11 +196,11 @@ def _bench(args):
 def _paired(args):
     "The paired, conversation-clustered differences of the paper's systems -> results/eval/paired_cpu.json."
     from chatbert.paper.results import write_paired
-    from chatbert.experiments.runs import relative
+    from chatbert.experiments.runs import shown
     path = write_paired()
     for r in json.loads(path.read_text())["rows"]:
         print(f"{r['a']:>10s} - {r['b']:<10s} {r['metric']:14s} {r['diff']:+8.3f} [{r['low']:+.3f}, {r['high']:+.3f}]")
-    print(relative(path))
+    print(shown(path))
 
 def _report(args):
     from chatbert.paper.report import write_report
@@ -218,7 +223,9 @@ def _reproduce(args):
 # %% ../../nbs/60_app.cli.ipynb #2d94a0ba
 def build_parser() -> argparse.ArgumentParser:
     "The `chatbert` argument parser, one sub-command per job."
+    from chatbert import __version__
     p = argparse.ArgumentParser(prog="chatbert", description="ChatBERT: make BERT chat.")
+    p.add_argument("--version", action="version", version=f"chatbert {__version__}")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     def command(name, func, help):
@@ -241,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help="decode.*, eval.* or train.max_eval_examples changes, e.g. decode.num_beams=4")
     s.add_argument("--tag", default=None, help="name of the evaluation folder RUN/eval/TAG (default: from the overrides)")
     s.add_argument("--force", action="store_true", help="replace a finished evaluation of this tag")
-    s.add_argument("--choose", type=int, default=0, metavar="N", help="first choose the decoding on N validation contexts by the fixed rule of chatbert.evaluation.choose (IMR, ED, baseline), then score it: RUN/eval/val_choice with choice.json")
+    s.add_argument("--choose", type=int, default=None, metavar="N", help="first choose the decoding on N validation contexts by the fixed rule of chatbert.evaluation.choose (IMR, ED, baseline), then score it: RUN/eval/val_choice with choice.json")
     s = command("chat", _chat, "talk to a trained model in the terminal (/reset, /quit)")
     s.add_argument("run", help="a run folder, run name or saved model folder")
     s.add_argument("overrides", nargs="*", help="decoding changes, e.g. decode.do_sample=true decode.top_p=0.9")

@@ -16,8 +16,8 @@ from .canvas_view import CSS, LEGEND, SLOT, LiveFrames, canvas_html, parse_templ
 # %% auto #0
 __all__ = ['MAX_CHARS', 'HOST', 'THEME', 'check_message', 'System', 'ServeError', 'load_systems', 'deliberate', 'stream',
            'controls_of', 'decoding_controls', 'chat_tab', 'compare_tab', 'chat_request', 'chat_done', 'chat_handler',
-           'switch_handler', 'wire_chat', 'compare_handler', 'wire_compare', 'build_app', 'launch', 'serve',
-           'serve_command']
+           'switch_handler', 'wire_chat', 'compare_handler', 'wire_compare', 'build_app', 'launch', 'check_port',
+           'serve', 'serve_command']
 
 # %% ../../nbs/61_app.serve.ipynb #0fc1fcbd
 MAX_CHARS = 500        # longest message the demo accepts, in characters
@@ -353,12 +353,23 @@ def launch(app: gr.Blocks, host: str = HOST, port: int | None = None, # None: th
     return app
 
 # %% ../../nbs/61_app.serve.ipynb #5cd52cea
+def check_port(host: str, port: int):
+    "Raise `ServeError` naming `host:port` when this process cannot listen there (in use, or not allowed)."
+    import socket
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as the server does: a port left in TIME_WAIT is free
+        try: s.bind((host, port))
+        except OSError as e:
+            raise ServeError(f"cannot listen on {host}:{port} ({e.strerror or e}): is another server using port {port}? "
+                             f"give --port N") from None
+
 def serve(folders: list[str | Path], # run folders (or model folders) to load
           host: str = HOST, port: int | None = 7860, concurrency: int = 2, max_chars: int = MAX_CHARS,
           check: bool = False, # load the runs, report them and stop
           screenshot: str | Path | None = None, # serve in the background, take a browser screenshot to this PNG, stop
          ):
-    "Load the runs (one that cannot be loaded stops everything, named, before a server starts), then serve the demo."
+    "Check the port, load the runs (one that cannot be loaded stops everything, named, before a server starts), then serve the demo."
+    if port is not None and not check and screenshot is None: check_port(host, port)
     systems = load_systems(folders)
     for s in systems: print(f"loaded {s.name}: {s.variant.upper()} from {s.folder}")
     if check: return systems
@@ -376,4 +387,4 @@ def serve_command(args):
     "`chatbert serve` from parsed arguments: a run that cannot be loaded is a one-line error and exit code 2."
     try: serve(args.run_dirs, host=args.host, port=args.port, concurrency=args.concurrency, max_chars=args.max_chars,
                check=args.check, screenshot=args.screenshot)
-    except ServeError as e: print(f"chatbert serve: {e}", file=sys.stderr); raise SystemExit(2)
+    except ServeError as e: print(f"chatbert serve: error: {e}", file=sys.stderr); raise SystemExit(2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..core import project_root, write_json_atomic
 from .experiment import chat_for_evaluation, evaluate_run, run_ablations, run_experiment
-from .runs import error_line, finished, plan_run, rank, relative, report_errors, results_dir, runs_dir, world_size
+from .runs import error_line, finished, folder_lock, is_main_process, plan_run, rank, relative, report_errors, results_dir, runs_dir, world_size
 
 # %% auto #0
 __all__ = ['SUITES', 'SMOKE', 'run', 'build_parser', 'main', 'launch_command', 'scratch_root', 'reproduce', 'train_flops',
@@ -19,10 +19,12 @@ __all__ = ['SUITES', 'SMOKE', 'run', 'build_parser', 'main', 'launch_command', '
 def run(config: str, overrides=(), # a config name or .yaml path; KEY=VALUE changes
         name: str | None = None, out: str | Path | None = None, # run name and folder (default: derived, results/runs/<name>)
         force: bool = False, # replace a finished run of this name
+        lock: bool = False, # hold the run folder's lock (`chatbert train` holds it itself around the notebook)
        ) -> Path | None:
     "Check, train and evaluate one run: the one path behind `chatbert train`, `python -m chatbert.experiments.run` and nbs/train.ipynb. The run folder on the first process, None on the others."
     cfg, out = plan_run(config, overrides, name, out, force, data=False)
-    return out if run_experiment(cfg, out, force) is not None else None
+    with (folder_lock(out) if lock else contextlib.nullcontext()):
+        return out if run_experiment(cfg, out, force) is not None else None
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m chatbert.experiments.run", description="Train and evaluate one config without a notebook "
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     "`python -m chatbert.experiments.run`: options and overrides in any order; an input error is one line and exit code 2."
     args = build_parser().parse_intermixed_args(argv)
     def go():
-        out = run(args.config, args.overrides, args.name, args.out, args.force)
+        out = run(args.config, args.overrides, args.name, args.out, args.force, lock=is_main_process())
         if out is None: return
         metrics = json.loads((out/"metrics.json").read_text())
         print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, indent=1))

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/41_experiments.runs.ipynb #9d33bb29
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, re, shutil, sys, time
+import contextlib, dataclasses, errno, hashlib, json, os, re, shutil, sys, time
 from pathlib import Path
 
 import yaml
@@ -14,13 +14,14 @@ from ..config import (Config, ConfigError, from_dict, load_config, parse_overrid
 from ..core import cache_dir, project_root
 
 # %% auto #0
-__all__ = ['STAMP', 'RESCORING_KEYS', 'INPUT_ERRORS', 'RunError', 'override_suffix', 'run_name', 'results_dir', 'runs_dir',
-           'relative', 'from_repo', 'finished', 'claim_run_dir', 'is_rescoring', 'model_settings', 'config_changes',
-           'skip_incomplete_checkpoints', 'claim_checkpoints', 'find_run', 'model_dir', 'resolve_model', 'base_run',
-           'run_model', 'backbone_positions', 'positions_needed', 'check_positions', 'check_device', 'preflight',
-           'with_resolved_models', 'check_examples', 'rank', 'world_size', 'is_main_process', 'main_process_first',
-           'NotebookFailed', 'run_notebook', 'is_input_error', 'error_line', 'report_errors', 'apply_overrides',
-           'check_rescoring', 'plan_run']
+__all__ = ['STAMP', 'RESCORING_KEYS', 'INPUT_ERRORS', 'RunError', 'override_suffix', 'run_name', 'check_tag', 'results_dir',
+           'runs_dir', 'relative', 'shown', 'from_repo', 'finished', 'claim_run_dir', 'folder_lock', 'is_rescoring',
+           'model_settings', 'config_changes', 'skip_incomplete_checkpoints', 'claim_checkpoints', 'find_run',
+           'model_dir', 'resolve_model', 'base_run', 'run_model', 'backbone_positions', 'positions_needed',
+           'check_positions', 'check_device', 'preflight', 'with_resolved_models', 'check_examples', 'check_batch',
+           'rank', 'world_size', 'is_main_process', 'main_process_first', 'NotebookFailed', 'run_notebook',
+           'disk_full_line', 'is_input_error', 'error_line', 'report_errors', 'apply_overrides', 'check_rescoring',
+           'plan_run']
 
 # %% ../../nbs/41_experiments.runs.ipynb #05c93771
 class RunError(ValueError):
@@ -64,6 +65,12 @@ def run_name(config: str, # a config name or .yaml path
     suffix = override_suffix(overrides)
     return f"{Path(config).stem}-{suffix}" if suffix else Path(config).stem
 
+def check_tag(tag: str) -> str:
+    "`tag` when it is a plain folder name (letters, digits, . _ + -), else `ConfigError` naming it: it must stay inside RUN/eval/."
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", tag):
+        raise ConfigError(f"--tag '{tag}' can hold letters, digits and . _ + - only (it names one folder in the run's eval/)")
+    return tag
+
 # %% ../../nbs/41_experiments.runs.ipynb #9589ee4e
 def results_dir() -> Path:
     "The results folder: `$CHATBERT_RESULTS`, else `<root>/results`."
@@ -75,6 +82,12 @@ def relative(path: str | Path) -> str:
     "`path` relative to the repository root when it lies inside it (what run folders record), else absolute."
     p = Path(path).resolve()
     return str(p.relative_to(project_root())) if p.is_relative_to(project_root()) else str(p)
+
+def shown(path: str | Path) -> str:
+    "`path` as printed: `relative` when the working folder is inside the repository, else absolute (it says where results went)."
+    try: inside = Path.cwd().resolve().is_relative_to(project_root())
+    except OSError: inside = False
+    return relative(path) if inside else str(Path(path).resolve())
 
 def from_repo(path: str | Path) -> Path:
     "A path recorded by `relative`, absolute again."
@@ -94,13 +107,37 @@ def claim_run_dir(out: str | Path, # the run folder
     out = Path(out)
     if finished(out):
         if not force:
-            raise RunError(f"{relative(out)} holds a finished run: give {beside} for a new one beside it, "
+            raise RunError(f"{shown(out)} holds a finished run: give {beside} for a new one beside it, "
                            f"or --force to replace it")
         dest = cache_dir("replaced")/f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         shutil.move(str(out), str(dest))
-        print(f"moved the earlier run {relative(out)} to {relative(dest)}")
+        print(f"moved the earlier run {shown(out)} to {shown(dest)}")
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+# %% ../../nbs/41_experiments.runs.ipynb #cdea0ebd
+@contextlib.contextmanager
+def folder_lock(out: str | Path, # the run (or evaluation) folder this process is about to write
+                beside: str = "--name NAME", # how the user starts another one beside it
+               ):
+    "Hold the lock `.<name>.lock` beside `out` while the block runs; a live holder raises `RunError` naming `out` and its pid."
+    import fcntl
+    out = Path(out).resolve(); lock = out.parent/f".{out.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"; os.close(fd)
+            raise RunError(f"{shown(out)} is being written by another process (pid {holder}): wait for it to end, "
+                           f"or give {beside} for a new one beside it") from None
+        try: same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError: same = False
+        if same: break
+        os.close(fd)                                      # its holder removed it meanwhile: lock the new one
+    os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode())
+    try: yield lock
+    finally: lock.unlink(missing_ok=True); os.close(fd)
 
 # %% ../../nbs/41_experiments.runs.ipynb #7c3ec3b3
 STAMP = "run.json"
@@ -131,7 +168,9 @@ def _read_stamp(ckpt: Path) -> dict | None:
         return {"run_dir": None, "config": yaml.safe_load((ckpt/"run_config.yaml").read_text(encoding="utf-8"))}
     return None
 
-def skip_incomplete_checkpoints(ckpt: str | Path) -> list[str]:
+def skip_incomplete_checkpoints(ckpt: str | Path,
+                                keep: int = 1, # incomplete-* folders kept, the newest (each is as large as a checkpoint)
+                               ) -> list[str]:
     "Set aside checkpoints cut short during a save (no trainer_state.json), so training resumes from the previous one."
     ckpt, cut = Path(ckpt), []
     for p in sorted(Path(ckpt).glob("checkpoint-*")):
@@ -141,8 +180,10 @@ def skip_incomplete_checkpoints(ckpt: str | Path) -> list[str]:
             p.rename(dest); cut.append(p.name)
     if cut:
         left = sorted((p.name for p in ckpt.glob("checkpoint-*")), key=lambda n: int(n.split("-")[-1]))
-        print(f"{relative(ckpt)}: {', '.join(cut)} was cut short during a save (no trainer_state.json): set aside as "
+        print(f"{shown(ckpt)}: {', '.join(cut)} was cut short during a save (no trainer_state.json): set aside as "
               f"incomplete-*; resuming from {left[-1] if left else 'the start'}")
+    aside = sorted((p for p in ckpt.glob("incomplete-checkpoint-*") if p.name.split("-")[-1].isdigit()), key=lambda p: int(p.name.split("-")[-1]))
+    for p in aside[:max(len(aside) - keep, 0)]: shutil.rmtree(p)   # older ones only fill the disk
     return cut
 
 # %% ../../nbs/41_experiments.runs.ipynb #feb7d927
@@ -160,11 +201,11 @@ def claim_checkpoints(cfg: Config, out: str | Path, # the run and its run folder
     elif stamp and stamp.get("run_dir") and from_repo(stamp["run_dir"]).resolve() != out and finished(from_repo(stamp["run_dir"])):
         clash = f"the model of the finished run {stamp['run_dir']}"
     if clash and not force:
-        raise RunError(f"{relative(ckpt)} holds {clash}: give --name NAME for a new run, or --force to replace them")
+        raise RunError(f"{shown(ckpt)} holds {clash}: give --name NAME for a new run, or --force to replace them")
     if check_only: return ckpt
     if force and any(ckpt.iterdir()):
         shutil.rmtree(ckpt); ckpt = cache_dir("checkpoints", cfg.name)
-        print(f"{relative(ckpt)}: emptied (--force): training starts afresh")
+        print(f"{shown(ckpt)}: emptied (--force): training starts afresh")
     skip_incomplete_checkpoints(ckpt)
     stamp_text = json.dumps({"run_dir": relative(out), "config": to_dict(cfg)}, indent=1, default=str)
     (ckpt/STAMP).write_text(stamp_text, encoding="utf-8")
@@ -176,7 +217,7 @@ def find_run(ref: str | Path) -> Path:
     p = Path(ref).expanduser()
     if p.is_dir(): return p.resolve()
     if (runs_dir()/str(ref)).is_dir(): return runs_dir()/str(ref)
-    raise FileNotFoundError(f"No run folder or run name '{ref}' (runs are in {relative(runs_dir())}/; train one with "
+    raise FileNotFoundError(f"No run folder or run name '{ref}' (runs are in {shown(runs_dir())}/; train one with "
                             f"`chatbert train CONFIG`)")
 
 def model_dir(folder: str | Path) -> Path:
@@ -189,11 +230,11 @@ def model_dir(folder: str | Path) -> Path:
     recorded = Path(env["model_dir"])
     here = (project_root(), cache_dir())                  # this clone's folders (the cache may live elsewhere: $CHATBERT_CACHE)
     if recorded.is_absolute() and not any(recorded.resolve().is_relative_to(p) for p in here):
-        raise FileNotFoundError(f"{relative(folder)} was trained elsewhere (its model was at {recorded}): train it here "
+        raise FileNotFoundError(f"{shown(folder)} was trained elsewhere (its model was at {recorded}): train it here "
                                 f"with `chatbert train {name} --force`")
     path = from_repo(recorded)
     if not path.is_dir():
-        raise FileNotFoundError(f"{relative(folder)}: its model ({relative(path)}) is not on this machine: train it here "
+        raise FileNotFoundError(f"{shown(folder)}: its model ({shown(path)}) is not on this machine: train it here "
                                 f"with `chatbert train {name} --force`")
     return path
 
@@ -203,7 +244,7 @@ def resolve_model(ref: str) -> Path:
         return model_dir(runs_dir()/ref)
     path = resolve_path(ref)
     if not path.exists():
-        raise FileNotFoundError(f"'{ref}' is neither a finished run in {relative(runs_dir())}/ nor a model folder: "
+        raise FileNotFoundError(f"'{ref}' is neither a finished run in {shown(runs_dir())}/ nor a model folder: "
                                 f"train it first (`chatbert train {Path(ref).name}`)")
     return model_dir(path)
 
@@ -225,7 +266,7 @@ def run_model(ref: str | Path) -> Path:
     if model != run:
         mine, ignore = read_config(run), {"fib.imr_model": None, "fib.ra_model": None}   # FIB's model folder records the resolved folders
         if model_settings(cfg) | ignore != model_settings(mine) | ignore:
-            raise RunError(f"{relative(run)}: its model folder {relative(model)} now holds a model of another config "
+            raise RunError(f"{shown(run)}: its model folder {shown(model)} now holds a model of another config "
                            f"({config_changes(mine, cfg)}): train the run again (`chatbert train {mine.name} --force`)")
     for sub in _MODEL_FILES.get(cfg.model.variant, ("",)): check_model_files(model/sub)
     return model
@@ -290,15 +331,22 @@ def with_resolved_models(cfg: Config) -> Config:
 
 # %% ../../nbs/41_experiments.runs.ipynb #d8c23b76
 def check_examples(dd, cfg: Config) -> dict[str, int]:
-    "The number of examples per split; a split without any raises `ConfigError` naming the data."
+    "The number of examples per split; a split without any, or a batch larger than the training split, raises `ConfigError`."
     counts = {s: len(dd[s]) if s in dd else 0 for s in ("train", "validation", "test")}
-    if min(counts.values()) > 0: return counts
-    where = f"{cfg.data.source} data in {relative(resolve_path(cfg.data.path))}" if cfg.data.path else f"the {cfg.data.source} data"
+    if min(counts.values()) > 0: check_batch(cfg, counts["train"]); return counts
+    where = f"{cfg.data.source} data in {shown(resolve_path(cfg.data.path))}" if cfg.data.path else f"the {cfg.data.source} data"
     convs = len(set(dd["train"]["conv_id"])) + sum(len(set(dd[s]["conv_id"])) for s in ("validation", "test") if s in dd) if "train" in dd else 0
     raise ConfigError(f"{where} gives {counts['train']} train, {counts['validation']} validation and {counts['test']} test "
                       f"examples ({convs} usable conversations with two speakers and two turns or more); each split needs "
                       f"at least one: add conversations (the hash split puts data.val_percent and data.test_percent of them "
                       f"aside), or give a folder with train.jsonl, validation.jsonl and test.jsonl")
+
+def check_batch(cfg: Config, n_train: int):
+    "Raise `ConfigError` naming both numbers when train.batch_size (per device) exceeds the run's `n_train` training examples."
+    n = min(n_train, cfg.train.max_train_examples or n_train)
+    if cfg.train.batch_size > n and not (cfg.model.variant == "fib" and cfg.fib.ra_model):   # FIB with a trained RA trains nothing
+        raise ConfigError(f"train.batch_size {cfg.train.batch_size} (per device) is larger than the {n} training examples of "
+                          f"this run: no batch would fill; lower train.batch_size to at most {n}")
 
 # %% ../../nbs/41_experiments.runs.ipynb #25ab877b
 def rank() -> int: return int(os.environ.get("RANK", "0"))
@@ -318,7 +366,7 @@ class NotebookFailed(RuntimeError):
     "A papermill notebook that stopped with an error."
     def __init__(self, ename: str, evalue: str, path: str | Path):
         self.ename, self.evalue, self.path = ename, evalue, Path(path)
-        super().__init__(f"{ename}: {evalue} (the executed notebook: {relative(path)})")
+        super().__init__(f"{ename}: {evalue} (the executed notebook: {shown(path)})")
 
 def run_notebook(name: str, # a notebook of nbs/ (train.ipynb, evaluate.ipynb, ablations.ipynb)
                  out: str | Path, # the executed copy
@@ -337,14 +385,24 @@ def run_notebook(name: str, # a notebook of nbs/ (train.ipynb, evaluate.ipynb, a
 INPUT_ERRORS = ("ConfigError", "RunError", "DataFormatError", "DataUnavailable", "BackboneUnavailable", "FileNotFoundError",
                 "NotADirectoryError", "IsADirectoryError", "PermissionError", "OSError", "ValueError", "UnicodeDecodeError")
 
+def disk_full_line(e: BaseException) -> str | None:
+    "A full disk (ENOSPC, also inside a notebook's error) as one line naming the file when known; None for any other error."
+    text = str(e)
+    if getattr(e, "errno", None) != errno.ENOSPC and "No space left on device" not in text: return None
+    m = re.search(r"\[Errno 28\][^']*'([^']+)'", text)
+    path = getattr(e, "filename", None) or (m.group(1) if m else None)
+    cut = f"; the executed notebook {shown(e.path)} may be cut short" if isinstance(e, NotebookFailed) else ""
+    return (f"the disk is full (no space left on device) writing {path or 'a file'}: free space there, or set "
+            f"CHATBERT_CACHE / CHATBERT_RESULTS to another disk{cut}")
+
 def is_input_error(e: BaseException) -> bool:
-    "Is `e` about the user's input (a config, a path, a file) rather than a fault of the code?"
-    if isinstance(e, NotebookFailed): return e.ename in INPUT_ERRORS
-    return isinstance(e, (ValueError, OSError))
+    "Is `e` about the user's input (a config, a path, a file, the disk) rather than a fault of the code?"
+    if isinstance(e, NotebookFailed): return e.ename in INPUT_ERRORS or disk_full_line(e) is not None
+    return isinstance(e, (ValueError, OSError)) or disk_full_line(e) is not None
 
 def error_line(e: BaseException) -> str:
-    "`e` as one line."
-    return " ".join(str(e).split()) or type(e).__name__
+    "`e` as one line (a full disk: what to do about it)."
+    return disk_full_line(e) or " ".join(str(e).split()) or type(e).__name__
 
 def report_errors(prog: str, fn, debug: bool = False) -> int:
     "Run `fn()`: an input error prints one line and returns 2, another error one line and 1, Ctrl-C 130."
