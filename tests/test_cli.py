@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chatbert.experiments import runs
+from chatbert.experiments import execute, runs
 from chatbert.app.cli import build_parser, chat_loop, main
 from chatbert.config import load_config, save_config
 
@@ -25,7 +25,7 @@ def scratch(tmp_path, monkeypatch):
     monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
     def no_kernel(*a, **k): raise AssertionError("a notebook kernel was started")
-    monkeypatch.setattr(runs, "run_notebook", no_kernel)
+    monkeypatch.setattr(execute, "run_notebook", no_kernel)
     return tmp_path
 
 
@@ -117,7 +117,7 @@ def test_cli_resolves_paths_from_the_working_folder_and_passes_overrides_as_a_li
     seen = {}
     def fake_notebook(name, out, params):   # what the kernel would get; writes the metrics a run would
         seen.update(params); Path(params["out_dir"]).mkdir(parents=True); Path(params["out_dir"], "metrics.json").write_text('{"bleu4": 1.0}')
-    monkeypatch.setattr(runs, "run_notebook", fake_notebook)
+    monkeypatch.setattr(execute, "run_notebook", fake_notebook)
     (scratch / "work").mkdir(); monkeypatch.chdir(scratch / "work")
     Path("my.yaml").write_text("base: smoke\ntrain:\n  max_steps: 2\n")
     Path("data dir").mkdir(); Path("data dir/x.jsonl").write_text("".join(
@@ -404,7 +404,7 @@ def test_paths_are_printed_absolute_when_working_outside_the_repository(tmp_path
     monkeypatch.delenv("CHATBERT_RESULTS", raising=False)
     def fake_notebook(name, out, params):
         Path(params["out_dir"]).mkdir(parents=True, exist_ok=True); Path(params["out_dir"], "metrics.json").write_text('{"bleu4": 1.0}')
-    monkeypatch.setattr(runs, "run_notebook", fake_notebook)
+    monkeypatch.setattr(execute, "run_notebook", fake_notebook)
     (tmp_path / "elsewhere").mkdir(); monkeypatch.chdir(tmp_path / "elsewhere")
     data = write_jsonl(tmp_path / "x.jsonl", [{"turns": [f"hello {i}", f"hi there {i}", f"how are you {i}"]} for i in range(60)])
     assert main(["train", "smoke", "data.source=jsonl", f"data.path={data}", "--name", "mine"]) == 0
@@ -426,7 +426,7 @@ def test_choose_needs_at_least_one_context_and_creates_nothing(scratch, capsys, 
 def test_a_full_disk_is_one_line_naming_the_path(capsys):
     import errno
     def full(): raise OSError(errno.ENOSPC, "No space left on device", "/some/path/model.safetensors")
-    code = runs.report_errors("chatbert train", full)
+    code = execute.report_errors("chatbert train", full)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "disk is full" in err and "/some/path/model.safetensors" in err, err
 

@@ -119,7 +119,7 @@ def test_an_override_run_leaves_the_base_run_and_its_checkpoints_untouched(tmp_p
 
 
 def test_experiment_does_not_import_the_command_line():
-    "The circle experiment -> cli.run_notebook -> experiment is broken: notebooks run from chatbert.experiments.runs."
+    "The circle experiment -> cli.run_notebook -> experiment is broken: notebooks run from chatbert.experiments.execute."
     code = "import sys, chatbert.experiments.experiment, chatbert.experiments.run; print('chatbert.app.cli' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "False", res.stderr[-2000:]

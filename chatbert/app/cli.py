@@ -84,7 +84,8 @@ def _numbers(metrics: dict) -> dict: return {k: v for k, v in metrics.items() if
 
 def _train(args):
     "Check the config, its data and the run's folders, then run nbs/train.ipynb into the run folder, holding its lock."
-    from chatbert.experiments.runs import claim_run_dir, finished, folder_lock, plan_run, run_notebook, shown
+    from chatbert.experiments.execute import run_notebook
+    from chatbert.experiments.runs import claim_run_dir, finished, folder_lock, plan_run, shown
     cfg, out = plan_run(args.config, args.overrides, args.name, args.out, args.force)
     config = str(Path(args.config).expanduser().resolve()) if args.config.endswith((".yaml", ".yml")) else args.config
     with folder_lock(out):                           # a second `chatbert train` of this run refuses, naming this process
@@ -101,7 +102,8 @@ def _evaluate(args):
     from chatbert.config import ConfigError, read_config
     from chatbert.core import write_json_atomic
     from chatbert.experiments.runs import (RunError, apply_overrides, check_rescoring, check_tag, claim_run_dir, find_run, folder_lock,
-                               override_suffix, run_model, run_notebook, shown)
+                               override_suffix, run_model, shown)
+    from chatbert.experiments.execute import run_notebook
     if args.tag is not None: check_tag(args.tag)           # a plain name: RUN/eval/TAG stays inside the run
     if args.choose is not None and args.choose < 1:
         raise ConfigError(f"--choose N: N validation contexts choose the decoding, at least 1; got {args.choose}")
@@ -295,5 +297,5 @@ def main(argv: list[str] | None = None) -> int:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     if argv and argv[0] in commands: args = commands[argv[0]].parse_intermixed_args(argv[1:])   # options anywhere
     else: args = parser.parse_args(argv)                 # --help, or an unknown command (argparse says so, exit 2)
-    from chatbert.experiments.runs import report_errors
+    from chatbert.experiments.execute import report_errors
     return report_errors(f"chatbert {args.command}", lambda: args.func(args), debug)

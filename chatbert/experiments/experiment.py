@@ -19,7 +19,8 @@ from ..training.speed import output_vocab_size
 from ..training.progress import ClockCallback, ProgressCallback, examples_seen
 from .runs import (RunError, apply_overrides, check_examples, claim_checkpoints, claim_run_dir, is_rescoring,
                            find_run, finished, is_main_process, main_process_first,
-                           relative, results_dir, run_model, run_notebook, runs_dir, with_resolved_models, world_size)
+                           relative, results_dir, run_model, runs_dir, with_resolved_models, world_size)
+from .execute import run_notebook
 
 # %% auto #0
 __all__ = ['VARIANTS', 'CORPUS_KEYS', 'TRAINER_VARIANTS', 'ABLATIONS', 'chat_class', 'run_dir', 'checkpoint_dir', 'load_chat',

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..core import project_root, write_json_atomic
 from .experiment import chat_for_evaluation, evaluate_run, run_ablations, run_experiment
-from .runs import error_line, finished, folder_lock, is_main_process, plan_run, rank, relative, report_errors, results_dir, runs_dir, world_size
+from .execute import error_line, report_errors
+from .runs import finished, folder_lock, is_main_process, plan_run, rank, relative, results_dir, runs_dir, world_size
 
 # %% auto #0
 __all__ = ['SUITES', 'SMOKE', 'run', 'build_parser', 'main', 'launch_command', 'scratch_root', 'reproduce', 'train_flops',

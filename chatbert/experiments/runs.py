@@ -4,7 +4,7 @@
 
 # %% ../../nbs/41_experiments.runs.ipynb #9d33bb29
 from __future__ import annotations
-import contextlib, dataclasses, errno, hashlib, json, os, re, shutil, sys, time
+import contextlib, dataclasses, hashlib, json, os, re, shutil, time
 from pathlib import Path
 
 import yaml
@@ -14,13 +14,12 @@ from ..config import (Config, ConfigError, from_dict, load_config, parse_overrid
 from ..core import cache_dir, project_root
 
 # %% auto #0
-__all__ = ['STAMP', 'RESCORING_KEYS', 'INPUT_ERRORS', 'RunError', 'override_suffix', 'run_name', 'check_tag', 'results_dir',
-           'runs_dir', 'relative', 'shown', 'from_repo', 'finished', 'claim_run_dir', 'folder_lock', 'is_rescoring',
+__all__ = ['STAMP', 'RESCORING_KEYS', 'RunError', 'override_suffix', 'run_name', 'check_tag', 'results_dir', 'runs_dir',
+           'relative', 'shown', 'from_repo', 'finished', 'claim_run_dir', 'folder_lock', 'is_rescoring',
            'model_settings', 'config_changes', 'skip_incomplete_checkpoints', 'claim_checkpoints', 'find_run',
            'model_dir', 'resolve_model', 'base_run', 'run_model', 'backbone_positions', 'positions_needed',
            'check_positions', 'check_device', 'preflight', 'with_resolved_models', 'check_examples', 'check_batch',
-           'rank', 'world_size', 'is_main_process', 'main_process_first', 'NotebookFailed', 'run_notebook',
-           'disk_full_line', 'is_input_error', 'error_line', 'report_errors', 'apply_overrides', 'check_rescoring',
+           'rank', 'world_size', 'is_main_process', 'main_process_first', 'apply_overrides', 'check_rescoring',
            'plan_run']
 
 # %% ../../nbs/41_experiments.runs.ipynb #05c93771
@@ -360,61 +359,6 @@ def main_process_first(cfg: Config):
     from accelerate import PartialState
     from chatbert.core import get_device
     with PartialState(cpu=get_device(cfg.train.device).type == "cpu").main_process_first(): yield
-
-# %% ../../nbs/41_experiments.runs.ipynb #e1541766
-class NotebookFailed(RuntimeError):
-    "A papermill notebook that stopped with an error."
-    def __init__(self, ename: str, evalue: str, path: str | Path):
-        self.ename, self.evalue, self.path = ename, evalue, Path(path)
-        super().__init__(f"{ename}: {evalue} (the executed notebook: {shown(path)})")
-
-def run_notebook(name: str, # a notebook of nbs/ (train.ipynb, evaluate.ipynb, ablations.ipynb)
-                 out: str | Path, # the executed copy
-                 parameters: dict, stream: bool = True, # print the notebook's output here as it runs
-                ) -> Path:
-    "Execute nbs/`name` with `parameters` into `out`, in nbs/ as working folder; a failure raises `NotebookFailed`."
-    import papermill as pm
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(str(project_root()/"nbs"/name), str(out), parameters=parameters, cwd=str(project_root()/"nbs"),
-                            progress_bar=False, stdout_file=sys.stdout if stream else None, stderr_file=sys.stderr if stream else None)
-    except pm.PapermillExecutionError as e: raise NotebookFailed(e.ename, e.evalue, out) from None
-    return out
-
-# %% ../../nbs/41_experiments.runs.ipynb #a16e89ed
-INPUT_ERRORS = ("ConfigError", "RunError", "DataFormatError", "DataUnavailable", "BackboneUnavailable", "FileNotFoundError",
-                "NotADirectoryError", "IsADirectoryError", "PermissionError", "OSError", "ValueError", "UnicodeDecodeError")
-
-def disk_full_line(e: BaseException) -> str | None:
-    "A full disk (ENOSPC, also inside a notebook's error) as one line naming the file when known; None for any other error."
-    text = str(e)
-    if getattr(e, "errno", None) != errno.ENOSPC and "No space left on device" not in text: return None
-    m = re.search(r"\[Errno 28\][^']*'([^']+)'", text)
-    path = getattr(e, "filename", None) or (m.group(1) if m else None)
-    cut = f"; the executed notebook {shown(e.path)} may be cut short" if isinstance(e, NotebookFailed) else ""
-    return (f"the disk is full (no space left on device) writing {path or 'a file'}: free space there, or set "
-            f"CHATBERT_CACHE / CHATBERT_RESULTS to another disk{cut}")
-
-def is_input_error(e: BaseException) -> bool:
-    "Is `e` about the user's input (a config, a path, a file, the disk) rather than a fault of the code?"
-    if isinstance(e, NotebookFailed): return e.ename in INPUT_ERRORS or disk_full_line(e) is not None
-    return isinstance(e, (ValueError, OSError)) or disk_full_line(e) is not None
-
-def error_line(e: BaseException) -> str:
-    "`e` as one line (a full disk: what to do about it)."
-    return disk_full_line(e) or " ".join(str(e).split()) or type(e).__name__
-
-def report_errors(prog: str, fn, debug: bool = False) -> int:
-    "Run `fn()`: an input error prints one line and returns 2, another error one line and 1, Ctrl-C 130."
-    try: fn(); return 0
-    except KeyboardInterrupt:
-        if debug: raise
-        print(f"{prog}: interrupted", file=sys.stderr); return 130
-    except Exception as e:
-        if debug: raise
-        hint = "" if is_input_error(e) else " (a fault, not your input: rerun with --debug for the traceback)"
-        print(f"{prog}: error: {error_line(e)}{hint}", file=sys.stderr)
-        return 2 if is_input_error(e) else 1
 
 # %% ../../nbs/41_experiments.runs.ipynb #52981d39
 def apply_overrides(cfg: Config, overrides) -> Config:
