@@ -130,3 +130,14 @@ def test_the_layer_check_fails_on_a_planted_import(tmp_path, plant):
     ra = pkg / "models" / "ra.py"
     ra.write_text(ra.read_text(encoding="utf-8") + "\n" + plant + "\n", encoding="utf-8")
     with pytest.raises(AssertionError, match="against the layers|import cycle"): check_layers(pkg)
+
+
+def test_module_docstrings_are_whole_sentences():
+    "nbdev takes a module's docstring from the first `> ` line of its notebook: a summary wrapped over lines gets cut."
+    import ast
+    bad = {}
+    for p in sorted((REPO / "chatbert").rglob("*.py")):
+        if p.name in ("__init__.py", "_modidx.py") or "__pycache__" in p.parts: continue
+        doc = ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))
+        if not doc or not doc.strip().endswith((".", "?", "!", ")")): bad[str(p.relative_to(REPO))] = doc
+    assert not bad, f"module docstrings missing or cut mid-sentence (join the notebook's `> ` summary into one line): {bad}"
