@@ -205,8 +205,10 @@ def pairwise_accuracy(score, pairs: list[tuple[str, str]]) -> float:
 
 def check_fluency_judge(judge: FluencyJudge, refs: list[str], seed: int = 0) -> dict:
     "The planted tests' pairwise accuracies for SLOR and for the LM's mean log-probability per token (no unigram normalisation)."
-    def per_token(texts): lm, _, n = judge.logprobs(texts); return lm / n
     tests = planted(refs, seed)
+    texts = sorted({t for pairs in tests.values() for pair in pairs for t in pair})   # each distinct text scored once
+    lm, uni, n = judge.logprobs(texts)
+    scores = {"slor": dict(zip(texts, (lm - uni) / n)), "lm_per_token": dict(zip(texts, lm / n))}
+    lookup = lambda table: lambda xs: np.array([table[x] for x in xs])
     return {"n_references": len(refs), **{f"n_{k}": len(v) for k, v in tests.items()},
-            "slor": {k: pairwise_accuracy(judge.slor, v) for k, v in tests.items()},
-            "lm_per_token": {k: pairwise_accuracy(per_token, v) for k, v in tests.items()}}
+            **{name: {k: pairwise_accuracy(lookup(table), v) for k, v in tests.items()} for name, table in scores.items()}}
