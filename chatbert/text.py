@@ -11,7 +11,7 @@ from .backbone import load_tokenizer
 from .data import detokenize
 
 # %% auto #0
-__all__ = ['metric_tokenizer', 'normalize']
+__all__ = ['BROKEN_CONTRACTIONS', 'BROKEN_CONTRACTION', 'metric_tokenizer', 'normalize']
 
 # %% ../nbs/04_text.ipynb #96605499
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
@@ -31,3 +31,8 @@ def normalize(text: str) -> str:
     t = detokenize(tok, tok(t, add_special_tokens=False, verbose=False)["input_ids"])   # the tokenizer round trip
     t = _PUNCT.sub(r" \1 ", t)
     return re.sub(r"\s+", " ", t).strip()
+
+# %% ../nbs/04_text.ipynb #4de163b6
+BROKEN_CONTRACTIONS = {"s": ("i", "you", "we", "they"), "re": ("i", "he", "she", "it"),
+                       "m": ("you", "we", "they", "he", "she", "it")}   # piece -> the words it never follows
+BROKEN_CONTRACTION = re.compile("|".join(rf"\b(?:{'|'.join(ws)})\s?['’]\s?{p}\b" for p, ws in BROKEN_CONTRACTIONS.items()), re.I)

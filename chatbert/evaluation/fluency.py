@@ -15,11 +15,12 @@ import torch
 from ..backbone import load_tokenizer
 from ..config import DataConfig
 from ..core import cache_dir, write_json_atomic
+from ..text import BROKEN_CONTRACTION
 
 # %% auto #0
-__all__ = ['PAD', 'END', 'UNK', 'WORD', 'BROKEN_CONTRACTION', 'DOUBLED', 'FUNCTION_WORDS', 'FluencyConfig', 'FluencyJudge',
-           'train_fluency_judge', 'fluency_corpus', 'corpus_key', 'fluency_judge', 'doubled_word', 'broken_contraction',
-           'broken_form', 'fluency_metrics', 'planted', 'pairwise_accuracy', 'check_fluency_judge']
+__all__ = ['PAD', 'END', 'UNK', 'WORD', 'DOUBLED', 'FUNCTION_WORDS', 'FluencyConfig', 'FluencyJudge', 'train_fluency_judge',
+           'fluency_corpus', 'corpus_key', 'fluency_judge', 'doubled_word', 'broken_contraction', 'broken_form',
+           'fluency_metrics', 'planted', 'pairwise_accuracy', 'check_fluency_judge']
 
 # %% ../../nbs/34_evaluation.fluency.ipynb #54da0494
 @dataclass
@@ -151,7 +152,6 @@ def fluency_judge(texts: list[str], cfg: FluencyConfig = FluencyConfig(), log=pr
 
 # %% ../../nbs/34_evaluation.fluency.ipynb #f408e837
 WORD = re.compile(r"[a-z]+")
-BROKEN_CONTRACTION = re.compile(r"\b(?:i|you|we|they)\s?['’]\s?s\b|\b(?:i|he|she|it)\s?['’]\s?re\b|\b(?:you|we|they|he|she|it)\s?['’]\s?m\b", re.I)
 
 DOUBLED = re.compile(r"\b([a-z]+)\s+\1\b", re.I)
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config, load_config
+from ..suites import registry
 from ..core import environment_info, get_device, project_root, seed_everything, write_json_atomic
 from ..data import load_examples, run_examples
 from .experiment import chat_class
@@ -34,7 +35,7 @@ def time_call(fn, repeats: int = 3, warmup: int = 1) -> dict:
         times.append(time.perf_counter() - t0)
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "repeats": repeats}
 
-DECODE_CONFIGS = ("imr_cpu", "ed_cpu", "baseline_cpu")   # the CPU protocol's generators, each timed with its own settings
+DECODE_CONFIGS = tuple(registry("bench")["decode"])   # the CPU protocol's generators, each timed with its own settings
 
 def model_passes(chat, hist: list[list[str]], tokens: int, steps: int | None) -> int:
     "Model passes over the batch in one call: IMR counts its own; left-to-right, one per token (KV cache), plus ED's encoder."
@@ -222,7 +223,7 @@ def val_loss_full_and_cut(chat, val, replies) -> dict:
     k = restrict_output(chat.model, output_ids(replies, chat.tokenizer), chat.tokenizer.unk_token_id)
     return {"val_loss_full": full, "val_loss_cut": loss(), "output_ids": k}
 
-CURVE_RUNS = ("imr_cpu_before", "ed_cpu_before", "ed_cpu_random_before", "baseline_cpu_before")
+CURVE_RUNS = tuple(registry("bench")["cut_offsets"])   # the before runs of the cost curves
 
 def cut_layer_offsets(runs=CURVE_RUNS, out=None) -> list[dict]:
     "`val_loss_full_and_cut` of each trained before run -> results/bench/cut_offset_<device>.json."

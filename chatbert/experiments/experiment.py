@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..backbone import load_tokenizer
 from ..config import Config, ConfigError, from_dict, load_config, to_dict, read_config, save_config
+from ..suites import registry
 from ..core import (cache_dir, environment_info, get_device, git_info, project_root, seed_everything, write_json_atomic,
                            write_jsonl_atomic, write_text_atomic)
 from ..data import load_examples, run_examples
@@ -269,17 +270,7 @@ def evaluate_run(chat, cfg: Config, out: str | Path, # the evaluation folder (me
     return metrics
 
 # %% ../../nbs/40_experiments.experiment.ipynb #2f47d00a
-ABLATIONS = {  # suite -> (base config, ablation configs); the DailyDialog ED suite is the original work's
-    "ed_dd": ("ed_dd", ["ed_dd_frozen", "ed_dd_dec2", "ed_dd_dec6", "ed_dd_lr1e4", "ed_dd_lr1e5"]),
-    "imr_dd": ("imr_dd", ["imr_dd_linear", "imr_dd_threshold", "imr_dd_noremask", "imr_dd_steps4", "imr_dd_steps16",
-                          "imr_dd_nolength", "imr_dd_elbo"]),
-    "imr_quick": ("quick_imr", ["imr_quick_linear", "imr_quick_threshold", "imr_quick_noremask", "imr_quick_steps4",
-                                "imr_quick_steps16", "imr_quick_nolength", "imr_quick_elbo"]),
-    "ed_quick": ("quick_ed", ["ed_quick_frozen", "ed_quick_dec2"]),
-    "ed_cpu": ("ed_cpu", ["ed_cpu_random", "ed_cpu_frozen"]),            # the CPU protocol: one epoch each, ~40 min
-    "imr_cpu": ("imr_cpu", ["imr_cpu_elbo", "imr_cpu_nolength"]),
-    "smoke": ("imr_smoke", ["imr_smoke_noremask", "imr_smoke_nolength"]),   # seconds: the notebook's default
-}
+ABLATIONS = {s: (a["base"], list(a["runs"])) for s, a in registry("ablations").items()}   # suite -> (base, ablations): configs/suites.yaml
 
 def config_diff(name: str, base: str) -> dict[str, object]:
     "The settings of config `name` that differ from config `base` (dotted keys), name and description aside."

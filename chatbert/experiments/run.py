@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from ..suites import registry
 from ..core import project_root, write_json_atomic
 from .experiment import chat_for_evaluation, evaluate_run, run_ablations, run_experiment
 from .execute import error_line, report_errors
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 # %% ../../nbs/42_experiments.run.ipynb #d8edcf3e
-SUITES = {"dd": (["imr_dd", "ed_dd", "ra_dd", "baseline_dd", "fib_dd"], ["ed_dd", "imr_dd"])}   # systems, ablation suites
+SUITES = {s: (list(r["systems"]), list(r["ablations"])) for s, r in registry("reproduce").items()}   # systems, ablation suites
 
 SMOKE = ["data.source=ccc", "data.path=null", "data.max_conversations=40", "data.context_turns=2", "data.max_context_len=32",
          "data.max_reply_len=12", "model.backbone=tiny", "train.max_steps=1", "train.batch_size=4", "train.eval_batch_size=8",

@@ -17,7 +17,8 @@ from matplotlib.patches import Patch, Rectangle
 
 from ..core import file_mode
 from ..text import normalize
-from .results import ABLATION_FIGURE_SKIP, RUN, SUITES, SYSTEMS, _num, _run_command
+from ..suites import registry
+from .results import ABLATION_FIGURE_SKIP, MAIN_SUITE, RUN, SUITES, SYSTEMS, _num, _run_command
 from .tables import system_label
 
 # %% auto #0
@@ -260,9 +261,9 @@ def fig_quality_latency(summary: pd.DataFrame) -> Figure:
     return fig
 
 # %% ../../nbs/52_paper.figures.ipynb #693cc1b5
-CURVE_ABLATIONS = ("ed_cpu_random",)   # ablations whose validation loss is the same quantity as their base's (not ELBO-weighted IMR)
+CURVE_ABLATIONS = tuple(registry("figures")["learning_curve_ablations"])   # the same validation loss as their base's
 
-def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu", also=CURVE_ABLATIONS) -> Figure:
+def fig_learning_curves(curves: pd.DataFrame, suffix: str = f"_{MAIN_SUITE}", also=CURVE_ABLATIONS) -> Figure:
     "Validation loss against examples seen for the runs whose name ends in `suffix`, and `also` dashed (one line per run)."
     c = curves[curves["run"].str.endswith(suffix) | curves["run"].isin(also)] if len(curves) else curves
     if c.empty: return placeholder_figure(f"No learning curves yet: {RUN['runs'].format(configs='imr_cpu ed_cpu baseline_cpu')}")
@@ -275,8 +276,7 @@ def fig_learning_curves(curves: pd.DataFrame, suffix: str = "_cpu", also=CURVE_A
     return fig
 
 # %% ../../nbs/52_paper.figures.ipynb #991ca9a2
-COST_PAIRS = {"imr_cpu": "IMR", "ed_cpu": "ED, warm-started decoder", "ed_cpu_random": "ED, random decoder",
-              "baseline_cpu": "causal baseline"}   # after run -> panel title; its before run is `<run>_before`
+COST_PAIRS = dict(registry("figures")["cost_pairs"])   # after run -> panel title; its before run is `<run>_before`
 
 def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, pairs=COST_PAIRS, upto: int = 32_000) -> Figure:
     "Validation loss against examples seen (up to `upto`) after (solid) and before (dashed) the cost settings, a panel per system."
@@ -298,10 +298,11 @@ def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, p
     return fig
 
 # %% ../../nbs/52_paper.figures.ipynb #b68e2e5d
-IMR_RECIPES = {"imr_cpu": "one canvas per context", "imr_cpu_k2": "two canvases per context"}   # run -> label
+IMR_RECIPES = dict(registry("figures")["imr_recipes"])   # run -> label; the first is the recipe to beat
 
-def fig_imr_recipes(curves: pd.DataFrame, recipes=IMR_RECIPES, target: str = "imr_cpu") -> Figure:
+def fig_imr_recipes(curves: pd.DataFrame, recipes=IMR_RECIPES) -> Figure:
     "Validation loss against training minutes, one line per IMR recipe, the first recipe's final loss dotted."
+    target = next(iter(recipes))
     c = curves[curves["run"].isin(recipes) & curves["seconds"].notna()] if len(curves) else curves
     if c.empty: return placeholder_figure("No IMR recipe curves yet: " + RUN["runs"].format(configs=" ".join(recipes)))
     with style():

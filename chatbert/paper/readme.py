@@ -11,14 +11,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")   # files only, never a window
 import pandas as pd
 from matplotlib import rc_context
 
+from ..suites import registry
 from ..core import write_text_atomic
 from .figures import fig_imr_trace, fig_learning_curves
-from .results import (_num, _resolve, _run_command, collect_runs, learning_curves, load_imr, load_transcripts,
+from .results import (MAIN_SUITE, _num, _resolve, _run_command, collect_runs, learning_curves, load_imr, load_transcripts,
                               pick_imr, suite_rows, summarise_runs)
 from .tables import fmt_num, system_label
 
 # %% auto #0
-__all__ = ['README_COLUMNS', 'markdown_table', 'transcript_markdown', 'replace_block', 'write_readme_assets']
+__all__ = ['README_COLUMNS', 'markdown_table', 'transcript_markdown', 'not_run_line', 'replace_block', 'write_readme_assets']
 
 # %% ../../nbs/54_paper.readme.ipynb #7ef97805
 README_COLUMNS = [("rougeL", "ROUGE-L", 1), ("bertscore_f1", "BERTScore", 1), ("listen_hits20", "listens", 2), ("fluency_ratio", "fluent", 2),
@@ -55,6 +56,12 @@ def transcript_markdown(rows: list[dict], n_prompts: int = 4, n_test: int = 3) -
     return "\n".join(out)
 
 # %% ../../nbs/54_paper.readme.ipynb #0053dfbf
+def not_run_line() -> str:
+    "One line naming the runs that `configs/suites.yaml` marks `status: not run` (sized for a GPU, or not started)."
+    names = [n for n, r in registry("runs").items() if (r or {}).get("status") == "not run"]
+    if not names: return "Every config in `configs/suites.yaml` has been run."
+    return f"Not run yet ({len(names)} configs, `status: not run` in `configs/suites.yaml`): " + ", ".join(f"`{n}`" for n in names) + "."
+
 def replace_block(text: str, name: str, body: str) -> str:
     "`text` with the lines between `<!-- name -->` and `<!-- /name -->` replaced by `body` (the markers must exist)."
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
@@ -63,23 +70,25 @@ def replace_block(text: str, name: str, body: str) -> str:
     return head + start + "\n" + body.strip("\n") + "\n" + end + rest.split(end, 1)[1]
 
 def write_readme_assets(results_dir="results", out_dir="results/readme", readme: str | None = "README.md",
-                        results_doc: str | None = "docs/results.md") -> list[Path]:
-    "The README's results table (Markdown) and its PNGs (IMR trace, learning curves), drawn from results/; the transcript into `results_doc`."
+                        results_doc: str | None = "docs/results.md", configs_doc: str | None = "docs/configs.md") -> list[Path]:
+    "The README's results table (Markdown) and its PNGs (IMR trace, learning curves), drawn from results/; the transcript into `results_doc`; the configs not run into the README and `configs_doc`."
     results, out = _resolve(results_dir), _resolve(out_dir)
     summary = summarise_runs(collect_runs(results))
-    table = markdown_table(summary, "cpu")
-    written = [write_text_atomic(table + "\n", out/"table_cpu.md")]
+    table = markdown_table(summary, MAIN_SUITE)
+    written = [write_text_atomic(table + "\n", out/f"table_{MAIN_SUITE}.md")]
     imr = load_imr(results)
-    t = "imr_cpu" if "imr_cpu" in imr and imr["imr_cpu"]["trace"] else pick_imr(imr, "trace")
+    t = pick_imr(imr, "trace")
     figs = {"imr_trace": fig_imr_trace(imr[t]["trace"] if t else None), "learning_curves": fig_learning_curves(learning_curves(results))}
     for name, fig in figs.items():
         out.mkdir(parents=True, exist_ok=True)
         with rc_context({"font.size": 8}): fig.savefig(out/f"{name}.png", dpi=130, bbox_inches="tight", metadata={"Software": None})
         written.append(out/f"{name}.png")
-    talk = transcript_markdown(load_transcripts(results, "cpu"))
-    written.append(write_text_atomic(talk + "\n", out/"transcript_cpu.md"))
-    for doc, block, body in ((readme, "results:cpu", table), (results_doc, "transcript:cpu", talk)):
-        if doc:
+    talk = transcript_markdown(load_transcripts(results, MAIN_SUITE))
+    written.append(write_text_atomic(talk + "\n", out/f"transcript_{MAIN_SUITE}.md"))
+    blocks = ((readme, f"results:{MAIN_SUITE}", table), (results_doc, f"transcript:{MAIN_SUITE}", talk),
+              (readme, "not-run", not_run_line()), (configs_doc, "not-run", not_run_line()))
+    for doc, block, body in blocks:
+        if doc and (block != "not-run" or f"<!-- {block} -->" in _resolve(doc).read_text(encoding="utf-8")):   # optional block
             p = _resolve(doc)
             p.write_text(replace_block(p.read_text(encoding="utf-8"), block, body), encoding="utf-8")
     return written

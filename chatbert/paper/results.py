@@ -11,27 +11,23 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..suites import registry
 from ..core import project_root
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META', 'SYSTEM_SEEDS',
-           'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs', 'suite_rows',
-           'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check', 'load_ablations',
-           'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves', 'load_cut_offsets', 'load_imr',
-           'pick_imr', 'load_transcripts']
+__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'MAIN_SUITE', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META',
+           'SYSTEM_SEEDS', 'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs',
+           'suite_rows', 'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check',
+           'load_ablations', 'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves', 'load_cut_offsets',
+           'load_imr', 'pick_imr', 'load_transcripts']
 
 # %% ../../nbs/50_paper.results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
-SUITES = {  # suite -> configs of its main table, in row order
-    "cpu": ["baseline_cpu", "baseline_cpu:val_choice", "ed_cpu", "ed_cpu:val_choice", "imr_cpu", "imr_cpu:val_choice", "imr_cpu:val_choice_v2", "ra_cpu", "fib_cpu"],   # run:tag = a re-scoring (eval/tag)
-    "quick": [f"quick_{v}" for v in VARIANTS],
-    "small": [f"{v}_small" for v in VARIANTS],
-    "dd": [f"{v}_dd" for v in VARIANTS],
-    "distil": [f"{v}_distil" for v in VARIANTS],
-}
+SUITES = {s: list(rows) for s, rows in registry("tables").items()}   # suite -> its main table's rows (run, or run:tag = a re-scoring)
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
-IMR_RUNS = ("imr_cpu", "imr_small", "imr_dd", "imr_distil", "quick_imr")   # the results/imr/<run> the IMR figures prefer
-ABLATION_FIGURE_SKIP = ("smoke",)                               # ablation suites tabulated but left out of the bars
+MAIN_SUITE = registry("figures")["main_suite"]                # the README table's suite, its learning curves and transcripts
+IMR_RUNS = tuple(registry("figures")["imr_runs"])              # the results/imr/<run> the IMR figures prefer, in order
+ABLATION_FIGURE_SKIP = tuple(s for s, a in registry("ablations").items() if a.get("figure") is False)   # tabulated, not drawn
 TAG_LABELS = {"val_choice": "(decoding chosen on validation)",
               "val_choice_v2": "(repairs chosen on validation; the config retrained)"}   # how a re-scoring is named in a table
 RUN = {  # the command that makes each kind of result
@@ -192,17 +188,9 @@ def example_results(root: Path) -> Path:
     return root
 
 # %% ../../nbs/50_paper.results.ipynb #956fde03
-SYSTEM_SEEDS = {  # system -> its evaluation at each training seed (run:tag), decoded with the setting chosen for seed 0
-    "baseline": ["baseline_cpu:val_choice", "baseline_cpu_seed1:seed0_choice", "baseline_cpu_seed2:seed0_choice"],
-    "ed": ["ed_cpu:val_choice", "ed_cpu_seed1:val_choice", "ed_cpu_seed2:val_choice"],
-    "imr": ["imr_cpu:val_choice", "imr_cpu_seed1:seed0_choice", "imr_cpu_seed2:seed0_choice"],
-    "ra": ["ra_cpu"], "fib": ["fib_cpu"],
-}
-PAIRED = {  # the paired table: seed-0 evaluation folders under results/runs (decoding chosen on validation), and A - B pairs
-    "folders": {"imr": "imr_cpu/eval/val_choice", "imr_repair": "imr_cpu/eval/val_choice_v2", "ed": "ed_cpu/eval/val_choice",
-                "baseline": "baseline_cpu/eval/val_choice", "ra": "ra_cpu", "fib": "fib_cpu"},
-    "pairs": [("imr", "baseline"), ("imr", "ed"), ("baseline", "ed"), ("ra", "imr"), ("fib", "imr"), ("imr_repair", "imr")],
-}
+SYSTEM_SEEDS = {s: list(e) for s, e in registry("seeds").items()}   # system -> its evaluation (run:tag) at each training seed
+PAIRED = {"folders": dict(registry("paired")["folders"]),              # seed-0 evaluation folders under results/runs
+          "pairs": [tuple(p) for p in registry("paired")["pairs"]]}    # A - B
 
 def _entry(r: dict) -> str: return r["config"] + (f":{r['eval_tag']}" if isinstance(r.get("eval_tag"), str) and r["eval_tag"] else "")
 

@@ -23,6 +23,7 @@ from ...data import _clean, detokenize, encode_history
 from .model import IMRForMaskedLM, build_inputs, canvas_len, imr_model, make_canvas
 from .model import IMRCollator, init_head_bias, random_subsets, with_mask_seeds
 from .decode import Refined, choose_lengths, decode_settings, length_pmf, refine, repair_positions, row_trace
+from ...text import BROKEN_CONTRACTIONS
 from ...training.speed import closed_vocab, restore_output
 from ...training.train import apply_train_settings, train_model
 
@@ -153,6 +154,15 @@ def _exempt(self: IMRChat) -> torch.Tensor:
     return self._exempt_ids
 
 @patch
+def _broken(self: IMRChat) -> torch.Tensor:
+    "(P, 3) token ids (word, apostrophe, piece) of the contractions no one writes (`chatbert.text.BROKEN_CONTRACTIONS`)."
+    if getattr(self, "_broken_ids", None) is None:
+        ids, unk = self.tokenizer.convert_tokens_to_ids, self.tokenizer.unk_token_id
+        rows = [(ids(w), ids(a), ids(p)) for p, ws in BROKEN_CONTRACTIONS.items() for w in ws for a in ("'", "\u2019")]
+        self._broken_ids = torch.tensor([r for r in rows if unk not in r], dtype=torch.long).view(-1, 3)
+    return self._broken_ids
+
+@patch
 def _logits_fn(self: IMRChat, inputs: dict, kv: list | None, src: torch.Tensor, no_end: torch.Tensor) -> Callable:
     "A `refine` logits_fn: rows of the expanded batch map to contexts `src`; bans applied."
     C, banned = self.canvas_len, self._banned_ids()
@@ -219,8 +229,9 @@ def decode_ids(self: IMRChat, contexts: list[list[int]], # context ids (data.enc
 
 @patch
 def _repair(self: IMRChat, res: Refined, fn: Callable, is_fixed: torch.Tensor, lowest: int, options: dict) -> Refined:
-    "One repair pass: re-mask the repeats and the `lowest` least confident tokens, predict them again one per step."
-    at, ban = repair_positions(res.canvas, res.confidence, ~is_fixed, self.end_id, self._exempt().to(res.canvas.device), lowest)
+    "One repair pass: re-mask the repeats, broken contractions' last pieces and the `lowest` least confident tokens, predict them again one per step."
+    at, ban = repair_positions(res.canvas, res.confidence, ~is_fixed, self.end_id, self._exempt().to(res.canvas.device), lowest,
+                               self._broken())
     if not at.any(): return res
     again = refine(banning(fn, ban), res.canvas.masked_fill(at, self.mask_id), ~at, self.mask_id,
                    steps=int(at.sum(1).max()), **options)                       # one token per step: the most careful order

@@ -244,6 +244,7 @@ def repair_positions(canvas: torch.Tensor, # (B, C) a decoded canvas
                      free: torch.Tensor, # (B, C) bool: positions decoding chose (not fixed)
                      end_id: int, exempt: torch.Tensor, # (V,) bool: ids that never count as repeats
                      lowest: int = 2, # the least confident reply tokens re-masked besides the repeats
+                     broken: torch.Tensor | None = None, # (P, 3) ids (word, apostrophe, piece) of contractions no one writes
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     "Positions to predict again (B, C) bool, and the token banned at each (B, C), -1 where none."
     B, C = canvas.shape
@@ -259,5 +260,9 @@ def repair_positions(canvas: torch.Tensor, # (B, C) a decoded canvas
     again = pair & seen_before
     repeat = doubled | again | torch.cat([again[:, 1:], again[:, :1] & False], 1)      # a repeated bigram: both tokens
     reply = free & (pos < n)
+    if broken is not None and len(broken):                                              # "i ' s": the piece goes, "i '" stays
+        prev2 = torch.cat([canvas[:, :2] * 0 - 1, canvas[:, :-2]], 1)
+        tri = torch.stack([prev2, prev, canvas], -1)                                    # (B, C, 3)
+        repeat = repeat | (reply & (tri[:, :, None] == broken.to(canvas.device)[None, None]).all(-1).any(-1))
     weak = reply & (rank_desc(-confidence.masked_fill(~reply, math.inf)) < lowest)      # the `lowest` least confident
     return repeat | weak, torch.where(repeat, canvas, -1)
