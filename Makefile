@@ -9,7 +9,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 DD ?= $(or $(CHATBERT_DAILYDIALOG),../shared/data/dailydialog)
 
-.PHONY: curves-before bench-train readme help install test test-slow export check-sync lock data-stats quickstart bench
+.PHONY: curves-before bench-train readme help install test test-slow export nbs check-sync lock data-stats quickstart bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test-slow: $(STAMP)  ## also the cells flagged slow
 export: $(STAMP)  ## notebooks -> chatbert/ and clean notebook metadata
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+
+nbs: $(STAMP)  ## execute every notebook as nbdev_test does and commit what its cells show, scrubbed of this machine (a few minutes)
+	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(BIN)/python -c "from chatbert.experiments.execute import refresh_outputs; refresh_outputs()"
 
 check-sync: $(STAMP)  ## fail if chatbert/ or the notebooks differ from what nbdev_export/nbdev_clean make
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean

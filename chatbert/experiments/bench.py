@@ -19,9 +19,10 @@ from ..models.imr.model import canvas_len, init_head_bias
 from ..training.train import apply_train_settings, param_groups
 
 # %% auto #0
-__all__ = ['DECODE_CONFIGS', 'BEFORE', 'CURVE_RUNS', 'time_call', 'model_passes', 'bench_decoding', 'write_bench', 'matmul_peak',
-           'stock_loss', 'grouped_batches', 'real_tokens', 'setting_overrides', 'bench_train_row', 'imr_padding',
-           'bench_training', 'write_train_bench', 'val_loss_full_and_cut', 'cut_layer_offsets']
+__all__ = ['DECODE_CONFIGS', 'BEFORE', 'CURVE_RUNS', 'time_call', 'model_passes', 'bench_decoding', 'write_bench', 'count_flops',
+           'compute_rows', 'write_compute', 'matmul_peak', 'stock_loss', 'grouped_batches', 'real_tokens',
+           'setting_overrides', 'bench_train_row', 'imr_padding', 'bench_training', 'write_train_bench',
+           'val_loss_full_and_cut', 'cut_layer_offsets']
 
 # %% ../../nbs/43_experiments.bench.ipynb #c4965eb9
 def time_call(fn, repeats: int = 3, warmup: int = 1) -> dict:
@@ -77,6 +78,49 @@ def write_bench(configs=DECODE_CONFIGS, repeats: int = 3, out=None) -> list[dict
     write_json_atomic({"configs": list(configs), "rows": rows, "loadavg_start": load0, "loadavg_end": os.getloadavg(),
                        "threads": thread_settings(), "env": environment_info(dev)},
                       out or project_root()/"results"/"bench"/f"decode_{dev}.json")
+    return rows
+
+# %% ../../nbs/43_experiments.bench.ipynb #fb0907ea
+def count_flops(fn) -> int:
+    "Floating-point operations of one call of `fn` (torch's FlopCounterMode: matrix products and attention)."
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter: fn()
+    return counter.get_total_flops()
+
+def compute_rows(cfgs: list[Config], imr_steps: int = 16, # IMR's unmasking steps (the chosen decoding's)
+                ) -> list[dict]:
+    "Parameters and GFLOPs per reply of each config's system: an untrained model of its architecture, one reply at batch 1."
+    rows = []
+    for cfg in cfgs:
+        seed_everything(0)
+        v = cfg.model.variant
+        chat = chat_class(v).from_config(cfg)
+        dd = load_examples(cfg.data, chat.tokenizer)
+        hist = [list(dd["test"]["context"][0])]
+        tokens = cfg.imr.canvas_len - 1 if cfg.imr.canvas_len else cfg.data.max_reply_len
+        if v == "ra":
+            model = chat.encoder
+            flops = count_flops(lambda: chat.encode_contexts(hist)) + 2 * len(chat.pool) * model.get_embedding_dimension()
+        else:
+            train = run_examples(dd["train"], cfg.train.seed, cfg.train.max_train_examples)
+            apply_train_settings(chat.model, cfg, train["reply_ids"], chat.tokenizer)   # as trained: the cut output layer
+            model = chat.model.eval()
+            flops = count_flops(lambda: chat.generate(hist, min_new_tokens=tokens, max_new_tokens=tokens, do_sample=False,
+                                                      **({"steps": imr_steps} if v == "imr" else {"num_beams": 1})))
+        rows.append({"system": v, "config": cfg.name, "params": sum(p.numel() for p in model.parameters()),
+                     "tokens": tokens, "steps": imr_steps if v == "imr" else (None if v == "ra" else tokens),
+                     "gflops_per_reply": flops / 1e9})
+    return rows
+
+def write_compute(configs=None, # default: the `compute` list of configs/suites.yaml's bench section
+                  out=None) -> list[dict]:
+    "Run `compute_rows` and write results/bench/compute_<device>.json."
+    configs = list(configs or registry("bench")["compute"])
+    cfgs = [load_config(c) for c in configs]
+    rows = compute_rows(cfgs)
+    dev = get_device(cfgs[0].train.device).type
+    write_json_atomic({"configs": configs, "rows": rows, "env": environment_info(dev)},
+                      out or project_root()/"results"/"bench"/f"compute_{dev}.json")
     return rows
 
 # %% ../../nbs/43_experiments.bench.ipynb #14ceb765

@@ -11,7 +11,8 @@ from ..core import project_root
 from .runs import shown
 
 # %% auto #0
-__all__ = ['INPUT_ERRORS', 'NotebookFailed', 'run_notebook', 'disk_full_line', 'is_input_error', 'error_line', 'report_errors']
+__all__ = ['INPUT_ERRORS', 'SKIP_FLAGS', 'NotebookFailed', 'run_notebook', 'disk_full_line', 'is_input_error', 'error_line',
+           'report_errors', 'scrub', 'refresh_outputs']
 
 # %% ../../nbs/45_experiments.execute.ipynb #e1541766
 class NotebookFailed(RuntimeError):
@@ -67,3 +68,44 @@ def report_errors(prog: str, fn, debug: bool = False) -> int:
         hint = "" if is_input_error(e) else " (a fault, not your input: rerun with --debug for the traceback)"
         print(f"{prog}: error: {error_line(e)}{hint}", file=sys.stderr)
         return 2 if is_input_error(e) else 1
+
+# %% ../../nbs/45_experiments.execute.ipynb #2a5a6a48
+SKIP_FLAGS = ("slow", "cuda")   # settings.ini's tst_flags: cells nbdev_test skips unless asked
+
+def scrub(text: str) -> str:
+    "`text` without this machine in it: the checkout as `.`, temporary folders as `<tmp>`, object addresses elided."
+    import tempfile
+    root = str(project_root())
+    text = text.replace(root + "/", "").replace(root, ".")
+    for tmp in {tempfile.gettempdir(), "/tmp"}: text = re.sub(re.escape(tmp) + r"/[\w.-]+", "<tmp>", text)
+    return re.sub(r"\b0x[0-9a-f]{6,}\b", "0x…", text)
+
+def _skipped(cell, flags) -> bool:
+    "Does nbdev_test skip this cell (markdown, a flagged cell, `#| eval: false`)?"
+    if cell.cell_type != "code": return True
+    lines = [l[3:].strip() for l in cell.source.splitlines() if l.startswith("#|")]
+    return any(l.split()[0] in flags for l in lines if l) or any(l.replace(" ", "") == "eval:false" for l in lines)
+
+def _scrubbed(out: dict) -> dict:
+    if "text" in out: out["text"] = scrub("".join(out["text"]) if isinstance(out["text"], list) else out["text"])
+    for k in ("text/plain", "text/html", "text/markdown"):
+        if k in out.get("data", {}):
+            v = out["data"][k]; out["data"][k] = scrub("".join(v) if isinstance(v, list) else v)
+    return out
+
+def refresh_outputs(paths=None, # notebooks to refresh (default: every notebook of nbs/)
+                    skip_flags=SKIP_FLAGS) -> list[Path]:
+    "Execute each notebook as nbdev_test does and commit what its cells show, scrubbed (`make nbs`)."
+    import subprocess
+    from execnb.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    paths = [Path(p) for p in paths] if paths else sorted((project_root()/"nbs").glob("*.ipynb"))
+    for p in paths:
+        nb = read_nb(p)
+        with working_directory(p.parent): CaptureShell(p).run_all(nb, exc_stop=True, preproc=lambda c: _skipped(c, skip_flags))
+        for c in nb.cells:
+            if c.cell_type == "code": c.outputs = [_scrubbed(o) for o in c.get("outputs", []) if o.get("name") != "stderr"]
+        write_nb(nb, p)
+        subprocess.run([Path(sys.executable).parent/"nbdev_clean", "--fname", str(p)], check=True)
+    return paths
