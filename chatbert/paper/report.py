@@ -14,19 +14,25 @@ from matplotlib.figure import Figure
 from ..suites import registry
 from ..core import write_text_atomic
 from .results import (MAIN_SUITE, META, SUITES, _num, _resolve, collect_runs, learning_curves, load_ablations,
-                              load_bench, load_cut_offsets, load_data_stats, load_fluency_check, load_imr, load_paired, load_train_bench,
+                              load_bench, load_compute, load_cut_offsets, load_data_stats, load_fluency_check, load_imr, load_paired, load_train_bench,
                               pick_imr, suite_of, suite_rows, summarise_runs, system_rows)
 from .tables import (ABLATION_COLUMNS, fmt_metric, fmt_num, latex_escape, safe_key, table_ablation, table_bench,
-                             no_results, table_configs, table_data, table_judges, table_likelihood, table_literature, table_main, table_paired, table_ranking,
+                             no_results, table_compute, table_configs, table_data, table_judges, table_likelihood, table_literature, table_main, table_paired, table_ranking,
                              table_systems, table_train_bench)
 from .figures import (CURVE_ABLATIONS, IMR_RECIPES, fig_imr_recipes, ablation_deltas, fig_ablations, fig_imr_schedules, fig_imr_steps, fig_imr_trace, fig_lengths,
                               fig_cost_curves, fig_learning_curves, fig_quality_latency, reply_lengths, save_pdf, COST_PAIRS)
 
 # %% auto #0
-__all__ = ['config_numbers', 'run_numbers', 'data_numbers', 'bench_numbers', 'train_bench_numbers', 'curve_numbers',
-           'imr_numbers', 'ablation_numbers', 'numbers_tex', 'system_numbers', 'report_figures', 'write_report']
+__all__ = ['compute_numbers', 'config_numbers', 'run_numbers', 'data_numbers', 'bench_numbers', 'train_bench_numbers',
+           'curve_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex', 'system_numbers', 'report_figures',
+           'write_report']
 
 # %% ../../nbs/53_paper.report.ipynb #aff222fb
+def compute_numbers(compute: pd.DataFrame) -> dict[str, str]:
+    "`compute/<system>/params_m` and `compute/<system>/gflops_per_reply` of results/bench/compute_<device>.json."
+    return {k: v for r in compute.to_dict("records") for k, v in
+            ((f"compute/{r['system']}/params_m", fmt_num(r["params"] / 1e6, 1)), (f"compute/{r['system']}/gflops_per_reply", fmt_num(r["gflops_per_reply"], 2)))}
+
 def config_numbers() -> dict[str, str]:
     "`configs/not_run`: the runs `configs/suites.yaml` marks `status: not run`, and their count (the paper prints both)."
     names = [n for n, r in registry("runs").items() if (r or {}).get("status") == "not run"]
@@ -170,12 +176,13 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
     tb, systems, paired, check = load_train_bench(results), system_rows(summary), load_paired(results), load_fluency_check(results)
     tables |= {"tab_data": table_data(stats), "tab_bench": table_bench(bench), "tab_train_bench": table_train_bench(tb),
                "tab_systems_cpu": table_systems(systems), "tab_paired_cpu": table_paired(paired), "tab_judges": table_judges(check),
-               "tab_configs_cpu": table_configs(systems), "tab_literature_cpu": table_literature(systems)}
+               "tab_configs_cpu": table_configs(systems), "tab_literature_cpu": table_literature(systems),
+               "tab_compute_cpu": table_compute(load_compute(results), bench, summary)}
     tables = {k: v for k, v in tables.items() if v is not None and not v.startswith(no_results('')[:40])}   # nothing to show: no file
     written = [write_text_atomic(text, out/f"{name}.tex") for name, text in tables.items()]
     figs = report_figures(runs, summary, ablations, imr, results)
     written += [save_pdf(fig, out/f"fig_{name}.pdf") for name, (fig, _) in figs.items()]
-    numbers = {**config_numbers(), **run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
+    numbers = {**config_numbers(), **compute_numbers(load_compute(results)), **run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
                **curve_numbers(learning_curves(results), load_cut_offsets(results)),
                **ablation_numbers(ablations), **system_numbers(systems, paired, check), **{f"fig/{k}/source": latex_escape(src) for k, (_, src) in figs.items()}}
     written.append(write_text_atomic(numbers_tex(numbers), out/"numbers.tex"))

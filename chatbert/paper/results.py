@@ -18,8 +18,8 @@ from ..core import project_root
 __all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'MAIN_SUITE', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META',
            'SYSTEM_SEEDS', 'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs',
            'suite_rows', 'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check',
-           'load_ablations', 'load_data_stats', 'load_bench', 'load_train_bench', 'learning_curves', 'load_cut_offsets',
-           'load_imr', 'pick_imr', 'load_transcripts']
+           'load_ablations', 'load_data_stats', 'load_bench', 'load_compute', 'load_train_bench', 'learning_curves',
+           'load_cut_offsets', 'load_imr', 'pick_imr', 'load_transcripts']
 
 # %% ../../nbs/50_paper.results.ipynb #bcff1ddc
 VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
@@ -272,6 +272,12 @@ def load_bench(results_dir="results") -> pd.DataFrame:
     rows = [{"device": p.stem.removeprefix("decode_"), **r}
             for p in sorted((_resolve(results_dir)/"bench").glob("decode_*.json")) for r in json.loads(p.read_text()).get("rows", [])]
     return pd.DataFrame(rows, columns=None if rows else ["device", "system", "batch", "steps", "ms_per_reply"])
+
+def load_compute(results_dir="results") -> pd.DataFrame:
+    "Every row of results/bench/compute_<device>.json (parameters and GFLOPs per reply of each system), with its device."
+    rows = [{"device": p.stem.removeprefix("compute_"), **r}
+            for p in sorted((_resolve(results_dir)/"bench").glob("compute_*.json")) for r in json.loads(p.read_text()).get("rows", [])]
+    return pd.DataFrame(rows, columns=None if rows else ["device", "system", "config", "params", "gflops_per_reply"])
 
 def load_train_bench(results_dir="results") -> pd.DataFrame:
     "Every row of results/bench/train_<device>.json, with its device and the run's load average."

@@ -15,7 +15,8 @@ __all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'PAI
            'LITERATURE_COLUMNS', 'RANK_COLUMNS', 'ABLATION_COLUMNS', 'latex_escape', 'safe_key', 'fmt_num',
            'decimals_for', 'fmt_metric', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label', 'table_main',
            'mean_sd', 'table_systems', 'table_paired', 'table_judges', 'table_configs', 'table_literature',
-           'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench', 'table_train_bench']
+           'table_likelihood', 'table_ranking', 'table_ablation', 'table_data', 'table_bench', 'table_compute',
+           'table_train_bench']
 
 # %% ../../nbs/51_paper.tables.ipynb #d132097e
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -285,6 +286,20 @@ def table_bench(bench: pd.DataFrame) -> str:
     return tabular(["Device", "System", "Batch", "Steps", "Passes", r"ms/reply $\downarrow$", "range"], body, "llrrrrr")
 
 # %% ../../nbs/51_paper.tables.ipynb #45a83fe5
+def table_compute(compute: pd.DataFrame, bench: pd.DataFrame, summary: pd.DataFrame) -> str | None:
+    "tab_compute: per system, parameters, training minutes of its seed-0 run, ms per reply at batch 1 (the latency bench, same reply length) and GFLOPs per reply; None without compute rows."
+    if compute.empty: return None
+    body = []
+    for r in compute.to_dict("records"):
+        run = summary[summary["config"] == r["config"]] if len(summary) else summary
+        run = run[run["eval_tag"].isna()] if "eval_tag" in run else run
+        train_min = _num(run["train_seconds"].iloc[0]) if len(run) and "train_seconds" in run else None
+        lat = bench[(bench["config"] == r["config"]) & (bench["batch"] == 1) & (bench["steps"] == (r.get("steps") or -1))] if len(bench) and "config" in bench else bench.iloc[:0]
+        body.append([SYSTEMS.get(r["system"], latex_escape(r["system"])), fmt_num(r["params"] / 1e6, 1),
+                     fmt_num(train_min / 60, 0) if train_min is not None else "--",
+                     fmt_num(lat["ms_per_reply"].iloc[0], 0) if len(lat) else "--", fmt_num(r["gflops_per_reply"], 2)])
+    return tabular(["System", "Parameters (M)", "Training min", "ms/reply", "GFLOPs/reply"], body, "lrrrr")
+
 def table_train_bench(tb: pd.DataFrame) -> str:
     "tab_train_bench: examples/s, real tokens/s, padding, GFLOP per example and matmul-peak share, before and after."
     if tb.empty: return no_results(RUN["train_bench"])
