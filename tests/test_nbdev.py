@@ -1,5 +1,7 @@
 "Notebooks are really executed by nbdev_test, test flags really gate cells, and chatbert/ is what the notebooks export."
+import ast
 import filecmp
+import json
 import shutil
 import subprocess
 import sys
@@ -141,3 +143,29 @@ def test_module_docstrings_are_whole_sentences():
         doc = ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))
         if not doc or not doc.strip().endswith((".", "?", "!", ")")): bad[str(p.relative_to(REPO))] = doc
     assert not bad, f"module docstrings missing or cut mid-sentence (join the notebook's `> ` summary into one line): {bad}"
+
+
+def shows_something(source: str) -> bool:
+    "Is a test cell written to show something: its last statement an expression (not a docstring), or a print/display?"
+    lines = [l for l in source.splitlines() if not l.startswith(("#|", "%", "!"))]
+    try: body = ast.parse("\n".join(lines)).body
+    except SyntaxError: return False
+    if not body: return False
+    last = body[-1]
+    return (isinstance(last, ast.Expr) and not isinstance(last.value, ast.Constant)) or "print(" in source or "display(" in source
+
+
+def test_notebooks_show_what_their_cells_are_written_to_show():
+    "Notebooks as documents (make nbs): at least 90% of the cells written to show something show it, and no output names this machine."
+    assert shows_something("x = 1\nx") and shows_something("print(1)") and not shows_something("x = 1") and not shows_something('"doc"')
+    show = shown = 0
+    leaks = []
+    for p in sorted((REPO / "nbs").glob("*.ipynb")):
+        for c in json.loads(p.read_text(encoding="utf-8"))["cells"]:
+            src = "".join(c["source"])
+            if c["cell_type"] != "code" or src.startswith("#| export") or not shows_something(src): continue
+            show += 1; shown += bool(c.get("outputs"))
+            text = json.dumps(c.get("outputs", []))
+            leaks += [p.name for bad in (str(REPO), "/tmp/", "/home/") if bad in text]
+    assert shown >= 0.9 * show, f"{shown} of {show} cells written to show something show it: run make nbs"
+    assert leaks == [], leaks

@@ -186,6 +186,10 @@ def _bench(args):
         from chatbert.experiments.bench import cut_layer_offsets
         for r in cut_layer_offsets(): print(f"{r['run']:22s} full {r['val_loss_full']:.3f}  cut {r['val_loss_cut']:.3f}")
         return
+    if args.compute:
+        from chatbert.experiments.bench import write_compute
+        for r in write_compute(args.configs): print(f"{r['config']:13s} {r['params'] / 1e6:6.1f} M parameters  {r['gflops_per_reply']:7.2f} GFLOPs/reply")
+        return
     if args.train:
         from chatbert.experiments.bench import write_train_bench
         res = write_train_bench(repeats=args.repeats)
@@ -259,10 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run_dirs", nargs="+", help="run folders or run names")
     s.add_argument("--steps", action="store_true", help="show IMR's unmasking steps")
     s = command("bench", _bench, "decoding latency of IMR (4/8/16 steps), ED and the baseline at batch 1 and 32 -> results/bench/")
-    s.add_argument("--configs", nargs="+", default=None, help="one config per system timed (default: imr_cpu ed_cpu baseline_cpu; their data: DailyDialog)")
+    s.add_argument("--configs", nargs="+", default=None, help="one config per system (default: the bench section of configs/suites.yaml; their data: DailyDialog)")
     s.add_argument("--repeats", type=int, default=3, help="timed calls per setting (median reported)")
     s.add_argument("--train", action="store_true", help="training cost instead: IMR/ED/baseline steps before and after the cost settings -> results/bench/train_<device>.json")
     s.add_argument("--cut-offset", action="store_true", help="the trained *_cpu_before runs' validation loss with the full and the cut output layer -> results/bench/cut_offset_<device>.json")
+    s.add_argument("--compute", action="store_true", help="parameters and GFLOPs per reply of each system (FLOP counter, untrained models of each config) -> results/bench/compute_<device>.json")
     s = command("judge", _judge, "add the judges' scores (listening; fluency with --fluency) to finished run or evaluation folders, from their samples.jsonl")
     s.add_argument("folders", nargs="+", help="run folders, run names or RUN/eval/TAG folders")
     s.add_argument("--fluency", action="store_true", help="also the fluency judge (trained once per data config, ~10 min on 2 cores; "
