@@ -93,6 +93,24 @@ browser-deps:  ## install Debian's chromium and chromium-driver (the demo's brow
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update
 	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(BROWSER_PACKAGES)
 
+# The documentation site (nbs/64_app.docs.ipynb): nbdev processes the notebooks (show_doc for what each module exports,
+# the outputs the cells show) and Quarto renders them into _docs/; README.md is never rewritten (no nbdev_readme).
+# Quarto comes from pip's quarto-cli (make docs-deps, not make install), whose build downloads the Quarto release from
+# GitHub; where that cannot be reached, make docs renders the same notebooks with nbconvert and says so.
+QUARTO_VERSION ?= 1.11.9
+
+.PHONY: docs docs-deps docs-check
+
+docs-deps: $(STAMP)  ## install Quarto for make docs: pip's quarto-cli into .venv (its build downloads Quarto from GitHub)
+	$(BIN)/python -m pip install --no-deps "quarto-cli==$(QUARTO_VERSION)"
+	$(BIN)/quarto --version
+
+docs: $(STAMP)  ## the documentation site in _docs/ (open _docs/index.html): Quarto if make docs-deps installed it, else nbconvert
+	HF_HUB_OFFLINE=1 $(BIN)/python -c "from chatbert.app.docs import build_docs; build_docs()"
+
+docs-check: $(STAMP)  ## headless Chromium opens the built site's IMR page and finds the unmasking trace figure (make browser-deps)
+	$(BIN)/python -c "import sys; from chatbert.app.browser import docs_check; seen = docs_check('_docs'); print(seen); sys.exit(not seen['found'])"
+
 # The GPU suite (docs/compute.md, "More compute"): every *_dd system and ablation, one run after another (each under torchrun
 # with NPROC processes when NPROC > 1); a failed run is recorded in results/reproduce/dd.json and the suite goes on;
 # then the report. reproduce-gpu-dry runs the same suite at smoke scale on CPU in a scratch folder (tests/test_run.py).
