@@ -273,7 +273,7 @@ def resolve_path(path: str | None) -> Path | None:
     return p if p.is_absolute() else (project_root()/p).resolve()
 
 # %% ../nbs/01_config.ipynb #32868553
-VARIANT_NAMES = ("ed", "imr", "ra", "fib", "baseline")   # chatbert.experiments.experiment.VARIANTS
+VARIANT_NAMES = ("ed", "imr", "ra", "fib", "baseline")   # the one list of variants (experiments.experiment.VARIANTS: their classes)
 SCHEDULES, LENGTHS, ORDERS = ("linear", "cosine", "threshold"), ("end", "head", "beam", "free"), ("confidence", "margin", "entropy")
 
 def _check(ok: bool, key: str, value, what: str):

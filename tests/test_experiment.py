@@ -19,7 +19,9 @@ BIN = Path(sys.executable).parent
 
 
 def test_every_named_config_resolves_and_names_a_variant():
+    from chatbert.config import VARIANT_NAMES
     from chatbert.experiments.experiment import VARIANTS
+    assert set(VARIANTS) == set(VARIANT_NAMES)          # one list of variants; the experiment maps each to its class
     for name in config_names():
         assert load_config(name).model.variant in VARIANTS, name
 

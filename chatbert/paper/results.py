@@ -11,18 +11,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..config import VARIANT_NAMES
 from ..suites import registry
 from ..core import project_root
 
 # %% auto #0
-__all__ = ['VARIANTS', 'SUITES', 'SYSTEMS', 'MAIN_SUITE', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META',
-           'SYSTEM_SEEDS', 'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs',
-           'suite_rows', 'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check',
-           'load_ablations', 'load_data_stats', 'load_bench', 'load_compute', 'load_train_bench', 'learning_curves',
-           'load_cut_offsets', 'load_imr', 'pick_imr', 'load_transcripts']
+__all__ = ['SUITES', 'SYSTEMS', 'MAIN_SUITE', 'IMR_RUNS', 'ABLATION_FIGURE_SKIP', 'TAG_LABELS', 'RUN', 'META', 'SYSTEM_SEEDS',
+           'PAIRED', 'suite_of', 'variant_of', 'collect_runs', 'metric_columns', 'summarise_runs', 'suite_rows',
+           'example_results', 'system_rows', 'write_paired', 'load_paired', 'load_fluency_check', 'load_ablations',
+           'load_data_stats', 'load_bench', 'load_compute', 'load_train_bench', 'learning_curves', 'load_cut_offsets',
+           'load_imr', 'pick_imr', 'load_transcripts']
 
 # %% ../../nbs/50_paper.results.ipynb #bcff1ddc
-VARIANTS = ("baseline", "ed", "imr", "ra", "fib")
 SUITES = {s: list(rows) for s, rows in registry("tables").items()}   # suite -> its main table's rows (run, or run:tag = a re-scoring)
 SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", "ra": "ChatBERT-RA", "fib": "ChatBERT-FIB"}
 MAIN_SUITE = registry("figures")["main_suite"]                # the README table's suite, its learning curves and transcripts
@@ -69,7 +69,7 @@ def variant_of(config: str, metrics: dict | None = None, run_dir: Path | None = 
     if run_dir is not None and (run_dir/"config.yaml").is_file():
         v = ((yaml.safe_load((run_dir/"config.yaml").read_text()) or {}).get("model") or {}).get("variant")
         if v: return v
-    return next((v for v in VARIANTS if v in config.split("_")), None)
+    return next((v for v in VARIANT_NAMES if v in config.split("_")), None)
 
 def _num(v) -> float | None:
     "`v` as a finite float, or None (missing, NaN, text, bool)."
