@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_suites.ipynb #9013f9bb
 from __future__ import annotations
-import difflib
+import copy, difflib, functools
 from pathlib import Path
 
 import yaml
@@ -24,8 +24,11 @@ def registry(section: str | None = None, # a top-level key of configs/suites.yam
             ) -> dict:
     "`configs/suites.yaml`, the one place that names runs: every named run and the lists of runs the library reads."
     p = configs_dir()/"suites.yaml"
-    d = _read_yaml(p) if p.is_file() else {}
-    return d if section is None else (d.get(section) or {})
+    d = _parsed(str(p), p.stat().st_mtime_ns) if p.is_file() else {}   # parsed once per version of the file
+    return copy.deepcopy(d if section is None else (d.get(section) or {}))   # callers may change what they get
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int) -> dict: return _read_yaml(Path(path))
 
 _RUN_KEYS = {"protocol", "system", "base", "set", "description", "status"}
 
