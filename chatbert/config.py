@@ -102,6 +102,7 @@ class IMRConfig:
     head_lr: float | None = None        # learning rate of the MLM head (untrained on minilm; None: train.lr)
     context_sees_canvas: bool = True    # False: context positions do not attend to the canvas (cacheable context)
     canvases_per_context: int = 1       # K: masked copies of each reply trained on one encoding of its context (K > 1 needs context_sees_canvas: false)
+    detach_context: bool = False        # encode the context without gradient: only the canvas's pass is back-propagated (needs context_sees_canvas: false)
 
 # %% ../nbs/01_config.ipynb #f0edb6d4
 @dataclass
@@ -331,6 +332,7 @@ def validate_config(cfg: Config) -> Config:
     _check(_at_least(cfg.imr.canvas_len, 2), "imr.canvas_len", cfg.imr.canvas_len, "at least 2 (or null)")
     _check(cfg.ra.pool in ("split", "run"), "ra.pool", cfg.ra.pool, "split | run")
     _check((K := cfg.imr.canvases_per_context) >= 1 and (K == 1 or not cfg.imr.context_sees_canvas), "imr.canvases_per_context", K, "at least 1, and 1 while imr.context_sees_canvas is true")
+    _check(not (cfg.imr.detach_context and cfg.imr.context_sees_canvas), "imr.detach_context", True, "false while imr.context_sees_canvas is true (the context's pass must not read the canvas)")
     _check(0 <= cfg.imr.min_mask_ratio < 1, "imr.min_mask_ratio", cfg.imr.min_mask_ratio, "in [0, 1)")
     _check(cfg.model.variant != "fib" or bool(cfg.fib.imr_model), "fib.imr_model", cfg.fib.imr_model,
            "the run (or model folder) of a trained IMR model for FIB")

@@ -69,6 +69,9 @@ def test_several_canvases_per_context_need_a_canvas_blind_context():
         check("imr.context_sees_canvas=true", "imr.canvases_per_context=2")
     with pytest.raises(ConfigError, match="at least 1"):
         check("imr.context_sees_canvas=false", "imr.canvases_per_context=0")
+    assert check("imr.context_sees_canvas=false", "imr.detach_context=true").imr.detach_context
+    with pytest.raises(ConfigError, match="detach_context"):       # a context that reads the canvas needs its gradient
+        check("imr.context_sees_canvas=true", "imr.detach_context=true")
 
 
 # --- configs by axis: protocols/, systems/ and suites.yaml, the one registry of run names ---

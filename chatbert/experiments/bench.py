@@ -163,9 +163,10 @@ def real_tokens(batch: dict) -> tuple[int, int]:
 
 # %% ../../nbs/43_experiments.bench.ipynb #f5df2fe1
 def setting_overrides(setting: str) -> dict:
-    "Config changes of a benchmark setting: `before` the cost work, `after` it (one canvas per context), `kN`: N canvases."
-    copies = int(setting[1:]) if setting.startswith("k") else 1
-    return (BEFORE if setting == "before" else {}) | {"imr": {"canvases_per_context": copies}}
+    "Config changes of a benchmark setting: `before` the cost work, `after` it (one canvas per context), `kN`: N canvases; `-detached`: the context's pass without gradient."
+    name, detached = setting.removesuffix("-detached"), setting.endswith("-detached")
+    copies = int(name[1:]) if name.startswith("k") else 1
+    return (BEFORE if name == "before" else {}) | {"imr": {"canvases_per_context": copies} | ({"detach_context": True} if detached else {})}
 
 def _setup(system: str, setting: str, base: Config, train):
     "The chat model, collator, optimizer and step function of one benchmark row."
@@ -211,7 +212,7 @@ def bench_train_row(system: str, setting: str, base: Config, train, n_batches: i
            "padding_share": 1 - real / total, "reply_tokens_per_s": n_sup / sec, "gflop_per_example": flops / n_ex / 1e9, "gflop_per_s": flops / sec / 1e9,
            "settings": {k: v for k, v in dataclasses.asdict(cfg.train).items() if k in ("dropout", "output_vocab", "fused_adamw", "freeze_embeddings", "threads")}
                        | ({"decoder_init": cfg.ed.decoder_init, "decoder_layers": cfg.ed.decoder_layers} if system == "ed" else {})
-                       | ({"canvases_per_context": cfg.imr.canvases_per_context} if system == "imr" else {})
+                       | ({"canvases_per_context": cfg.imr.canvases_per_context, "detach_context": cfg.imr.detach_context} if system == "imr" else {})
                        | {"logits": "every position" if setting == "before" and system != "imr" else "labelled positions"}}
     if peak: row["peak_share"] = row["gflop_per_s"] / peak
     if system == "imr": row |= imr_padding(batches, canvas_len(cfg))
@@ -228,13 +229,14 @@ def imr_padding(batches: list[dict], C: int) -> dict:
 # %% ../../nbs/43_experiments.bench.ipynb #8b16bd20
 def bench_training(systems=("imr", "ed", "baseline"), settings=("before", "after"), n_batches: int = 4, repeats: int = 3,
                    base: str = "cpu", imr_copies=(2, 4), # IMR's extra rows: K canvases per context
+                   imr_detached=("after-detached", "k2-detached"), # and the context's pass without gradient
                   ) -> dict:
     "Every (system, setting) row on `base`'s data, the matmul peak measured in the same run, and the machine's state."
     cfg = load_config(base)
     from chatbert.backbone import load_tokenizer
     train = load_examples(cfg.data, load_tokenizer(cfg.model.backbone))["train"]
     load0, peak = os.getloadavg(), matmul_peak()
-    extra = lambda s: [f"k{k}" for k in imr_copies] if s == "imr" else []
+    extra = lambda s: [*(f"k{k}" for k in imr_copies), *imr_detached] if s == "imr" else []
     rows = [bench_train_row(s, st, cfg, train, n_batches, repeats, peak) for s in systems for st in (*settings, *extra(s))]
     for s in systems:
         r = {x["setting"]: x for x in rows if x["system"] == s}

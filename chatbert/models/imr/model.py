@@ -99,6 +99,9 @@ class IMRForMaskedLM(BertPreTrainedModel):
     @property
     def context_sees_canvas(self) -> bool: return self.config.imr_context_sees_canvas
 
+    @property
+    def detach_context(self) -> bool: return getattr(self.config, "imr_detach_context", False)
+
     def position_ids(self, length: int) -> torch.Tensor:
         "Canvas-anchored position ids for a batch of sequence length `length`: (1, L)."
         return canvas_positions(length, self.canvas_len, self.config.imr_canvas_start, self.device)
@@ -123,6 +126,10 @@ class IMRForMaskedLM(BertPreTrainedModel):
                ) -> IMROutput:
         "Masked-LM loss on labelled positions (logits computed only there) plus the length head's loss."
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if canvas_ids is None and self.detach_context:   # split the full sequences: the context alone, then `canvas [SEP]`
+            Lc = int((token_type_ids[0] == 0).sum())
+            canvas_ids, input_ids, attention_mask, token_type_ids = input_ids[:, Lc:], input_ids[:, :Lc], attention_mask[:, :Lc], token_type_ids[:, :Lc]
+            labels, loss_weights = (None if x is None else x[:, Lc:] for x in (labels, loss_weights))
         if canvas_ids is None:
             h = self.hidden(input_ids, attention_mask, token_type_ids)                # (B, L, H)
             out = IMROutput(length_logits=self.length_logits(h, attention_mask))
@@ -172,8 +179,9 @@ class IMRForMaskedLM(BertPreTrainedModel):
                          past_key_values=DynamicCache(ddp_cache_data=kv)).last_hidden_state
 
     def shared_context_hidden(self, input_ids, attention_mask, token_type_ids, canvas_ids) -> tuple[torch.Tensor, IMROutput]:
-        "Training with K canvases per context: the context (B, Lc) encoded once, its keys and values shared by its K copies."
-        kv, cls_states = self.encode_context(input_ids, attention_mask, token_type_ids, input_ids.shape[1] + canvas_ids.shape[1])
+        "Training with K canvases per context: the context (B, Lc) encoded once (without gradient if `detach_context`), its keys and values shared by its K copies."
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_context):
+            kv, cls_states = self.encode_context(input_ids, attention_mask, token_type_ids, input_ids.shape[1] + canvas_ids.shape[1])
         K = len(canvas_ids) // len(input_ids)
         kv = [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in kv]   # (N, heads, Lc, d)
         h = self.canvas_hidden(canvas_ids, attention_mask.repeat_interleave(K, 0), kv)   # (N, C+1, H)
@@ -198,6 +206,7 @@ def imr_model(mlm: BertForMaskedLM, size: int, imr: IMRConfig,
     config = copy.deepcopy(mlm.config)
     config.imr_canvas_len, config.imr_canvas_start, config.imr_length_head = size, start, imr.length_head
     config.imr_context_sees_canvas, config.imr_length_loss_weight = imr.context_sees_canvas, imr.length_loss_weight
+    config.imr_detach_context = imr.detach_context
     config.architectures = ["IMRForMaskedLM"]
     model = IMRForMaskedLM(config)
     missing, unexpected = model.load_state_dict(mlm.state_dict(), strict=False)
