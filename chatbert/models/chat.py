@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 from transformers import AutoTokenizer
 
 from ..backbone import check_model_files
@@ -169,30 +170,33 @@ class ChatModel:
         return {"likelihood": "teacher-forced NLL (exact)", "nll_per_token": r["nll_per_token"], "ppl_token": r["ppl_token"],
                 "ppl_word": r["ppl_word"], "likelihood_tokens": r["tokens"], "likelihood_words": r["words"]}
 
-    def fit(self, train_ds, eval_ds, out_dir: str | Path, **args_overrides):
-        "Train with `train.train_model` (the project's Trainer), this variant's collator, learning rates and cost settings."
-        apply_train_settings(self.model, self.cfg, train_ds["reply_ids"], self.tokenizer)
-        return train_model(self.model, self.collator, train_ds, eval_ds, self.cfg, out_dir,
-                           lr_by_prefix=self.lr_by_prefix, **args_overrides)
+# %% ../../nbs/20_models.chat.ipynb #843d1312
+@patch
+def fit(self: ChatModel, train_ds, eval_ds, out_dir: str | Path, **args_overrides):
+    "Train with `train.train_model` (the project's Trainer), this variant's collator, learning rates and cost settings."
+    apply_train_settings(self.model, self.cfg, train_ds["reply_ids"], self.tokenizer)
+    return train_model(self.model, self.collator, train_ds, eval_ds, self.cfg, out_dir,
+                       lr_by_prefix=self.lr_by_prefix, **args_overrides)
 
-    def save(self, folder: str | Path) -> Path:
-        "Write model, tokenizer and `config.yaml` to `folder`."
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        save_config(self.cfg, folder)
-        return folder
+@patch
+def save(self: ChatModel, folder: str | Path) -> Path:
+    "Write model, tokenizer and `config.yaml` to `folder`."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    self.model.save_pretrained(folder)
+    self.tokenizer.save_pretrained(folder)
+    save_config(self.cfg, folder)
+    return folder
 
-    @classmethod
-    def load(cls, folder: str | Path) -> ChatModel:
-        "Read a folder written by `save`; needs nothing but the folder (works offline)."
-        folder, cfg = Path(folder), read_config(folder, cls.variant)
-        check_model_files(folder)   # one line naming a missing tokenizer file or weights cut short
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = cls.model_class.from_pretrained(folder)
-            restore_output(model)
-        except Exception as e:  # missing files, corrupt weights (safetensors raises its own error type), wrong shapes
-            raise OSError(f"{folder}: the saved model or tokenizer cannot be read ({type(e).__name__}: {e})") from e
-        return cls(model, tokenizer, cfg)
+@patch(cls_method=True)
+def load(cls: ChatModel, folder: str | Path) -> ChatModel:
+    "Read a folder written by `save`; needs nothing but the folder (works offline)."
+    folder, cfg = Path(folder), read_config(folder, cls.variant)
+    check_model_files(folder)   # one line naming a missing tokenizer file or weights cut short
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = cls.model_class.from_pretrained(folder)
+        restore_output(model)
+    except Exception as e:  # missing files, corrupt weights (safetensors raises its own error type), wrong shapes
+        raise OSError(f"{folder}: the saved model or tokenizer cannot be read ({type(e).__name__}: {e})") from e
+    return cls(model, tokenizer, cfg)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM, BertModel, DynamicCache, PreTrainedTokenizerBase
 from transformers.models.bert.modeling_bert import BertOnlyMLMHead, BertPreTrainedModel
@@ -150,50 +151,55 @@ class IMRForMaskedLM(BertPreTrainedModel):
             out.loss = out.loss + self.config.imr_length_loss_weight * out.length_loss
         return out
 
-    def encode_context(self, input_ids, attention_mask, token_type_ids, # `[CLS] context [SEP]` only: (B, Lc)
-                       length: int, # L: context plus canvas plus [SEP] (the position ids depend on it)
-                      ) -> tuple[list, torch.Tensor]:
-        "Encode the context once: per-layer (keys, values), each (B, heads, Lc, d), and the [CLS] states (B, H)."
-        assert not self.context_sees_canvas, "the context can be cached only when it does not see the canvas"
-        cache = DynamicCache(config=self.config)
-        h = self.bert(input_ids, attention_mask=canvas_blind_bias(attention_mask, token_type_ids, self.dtype),
-                      token_type_ids=token_type_ids, position_ids=self.position_ids(length)[:, :input_ids.shape[1]],
-                      past_key_values=cache).last_hidden_state                                    # (B, Lc, H)
-        return [(l.keys, l.values) for l in cache.layers], h[torch.arange(len(h), device=h.device), attention_mask.argmax(1)]
+# %% ../../../nbs/23_models.imr.model.ipynb #07c9de6f
+@patch
+def encode_context(self: IMRForMaskedLM, input_ids, attention_mask, token_type_ids, # `[CLS] context [SEP]` only: (B, Lc)
+                   length: int, # L: context plus canvas plus [SEP] (the position ids depend on it)
+                  ) -> tuple[list, torch.Tensor]:
+    "Encode the context once: per-layer (keys, values), each (B, heads, Lc, d), and the [CLS] states (B, H)."
+    assert not self.context_sees_canvas, "the context can be cached only when it does not see the canvas"
+    cache = DynamicCache(config=self.config)
+    h = self.bert(input_ids, attention_mask=canvas_blind_bias(attention_mask, token_type_ids, self.dtype),
+                  token_type_ids=token_type_ids, position_ids=self.position_ids(length)[:, :input_ids.shape[1]],
+                  past_key_values=cache).last_hidden_state                                    # (B, Lc, H)
+    return [(l.keys, l.values) for l in cache.layers], h[torch.arange(len(h), device=h.device), attention_mask.argmax(1)]
 
-    def context_cache(self, input_ids, attention_mask, token_type_ids) -> tuple[list, torch.Tensor]:
-        "`encode_context` of the context part (type 0) of full inputs (B, L)."
-        Lc = int((token_type_ids[0] == 0).sum())
-        return self.encode_context(input_ids[:, :Lc], attention_mask[:, :Lc], token_type_ids[:, :Lc], input_ids.shape[1])
+@patch
+def context_cache(self: IMRForMaskedLM, input_ids, attention_mask, token_type_ids) -> tuple[list, torch.Tensor]:
+    "`encode_context` of the context part (type 0) of full inputs (B, L)."
+    Lc = int((token_type_ids[0] == 0).sum())
+    return self.encode_context(input_ids[:, :Lc], attention_mask[:, :Lc], token_type_ids[:, :Lc], input_ids.shape[1])
 
-    def canvas_hidden(self, canvas_ids, # (N, C+1) `canvas [SEP]`
-                      context_mask, # (N, Lc) the attention mask of the cached context
-                      kv: list) -> torch.Tensor:
-        "Hidden states of the canvas and its [SEP] on top of the cached context `kv` (N rows): (N, C+1, H)."
-        Lc = context_mask.shape[1]
-        am = torch.cat([context_mask, torch.ones_like(canvas_ids)], 1)                  # (N, L)
-        tt = torch.cat([torch.zeros_like(context_mask), torch.ones_like(canvas_ids)], 1)
-        bias = canvas_blind_bias(am, tt, self.dtype, q_from=Lc)                         # (N, 1, C+1, L)
-        return self.bert(canvas_ids, attention_mask=bias, token_type_ids=tt[:, Lc:],
-                         position_ids=self.position_ids(am.shape[1])[:, Lc:],
-                         past_key_values=DynamicCache(ddp_cache_data=kv)).last_hidden_state
+@patch
+def canvas_hidden(self: IMRForMaskedLM, canvas_ids, # (N, C+1) `canvas [SEP]`
+                  context_mask, # (N, Lc) the attention mask of the cached context
+                  kv: list) -> torch.Tensor:
+    "Hidden states of the canvas and its [SEP] on top of the cached context `kv` (N rows): (N, C+1, H)."
+    Lc = context_mask.shape[1]
+    am = torch.cat([context_mask, torch.ones_like(canvas_ids)], 1)                  # (N, L)
+    tt = torch.cat([torch.zeros_like(context_mask), torch.ones_like(canvas_ids)], 1)
+    bias = canvas_blind_bias(am, tt, self.dtype, q_from=Lc)                         # (N, 1, C+1, L)
+    return self.bert(canvas_ids, attention_mask=bias, token_type_ids=tt[:, Lc:],
+                     position_ids=self.position_ids(am.shape[1])[:, Lc:],
+                     past_key_values=DynamicCache(ddp_cache_data=kv)).last_hidden_state
 
-    def shared_context_hidden(self, input_ids, attention_mask, token_type_ids, canvas_ids) -> tuple[torch.Tensor, IMROutput]:
-        "Training with K canvases per context: the context (B, Lc) encoded once (without gradient if `detach_context`), its keys and values shared by its K copies."
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_context):
-            kv, cls_states = self.encode_context(input_ids, attention_mask, token_type_ids, input_ids.shape[1] + canvas_ids.shape[1])
-        K = len(canvas_ids) // len(input_ids)
-        kv = [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in kv]   # (N, heads, Lc, d)
-        h = self.canvas_hidden(canvas_ids, attention_mask.repeat_interleave(K, 0), kv)   # (N, C+1, H)
-        return h, IMROutput(length_logits=self.length_head(cls_states) if self.length_head is not None else None)
+@patch
+def shared_context_hidden(self: IMRForMaskedLM, input_ids, attention_mask, token_type_ids, canvas_ids) -> tuple[torch.Tensor, IMROutput]:
+    "Training with K canvases per context: the context (B, Lc) encoded once (without gradient if `detach_context`), its keys and values shared by its K copies."
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_context):
+        kv, cls_states = self.encode_context(input_ids, attention_mask, token_type_ids, input_ids.shape[1] + canvas_ids.shape[1])
+    K = len(canvas_ids) // len(input_ids)
+    kv = [(k.repeat_interleave(K, 0), v.repeat_interleave(K, 0)) for k, v in kv]   # (N, heads, Lc, d)
+    h = self.canvas_hidden(canvas_ids, attention_mask.repeat_interleave(K, 0), kv)   # (N, C+1, H)
+    return h, IMROutput(length_logits=self.length_head(cls_states) if self.length_head is not None else None)
 
-    def canvas_logits(self, input_ids, attention_mask, token_type_ids, kv: list | None = None) -> torch.Tensor:
-        "Logits at the canvas positions (B, C, V): a full pass, or only the canvas on top of cached context `kv`."
-        C = self.canvas_len
-        if kv is None: return self.cls(self.hidden(input_ids, attention_mask, token_type_ids)[:, -C - 1:-1])
-        Lc = input_ids.shape[1] - C - 1
-        return self.cls(self.canvas_hidden(input_ids[:, Lc:], attention_mask[:, :Lc], kv)[:, :-1])
-
+@patch
+def canvas_logits(self: IMRForMaskedLM, input_ids, attention_mask, token_type_ids, kv: list | None = None) -> torch.Tensor:
+    "Logits at the canvas positions (B, C, V): a full pass, or only the canvas on top of cached context `kv`."
+    C = self.canvas_len
+    if kv is None: return self.cls(self.hidden(input_ids, attention_mask, token_type_ids)[:, -C - 1:-1])
+    Lc = input_ids.shape[1] - C - 1
+    return self.cls(self.canvas_hidden(input_ids[:, Lc:], attention_mask[:, :Lc], kv)[:, :-1])
 
 # %% ../../../nbs/23_models.imr.model.ipynb #19169cae
 def imr_model(mlm: BertForMaskedLM, size: int, imr: IMRConfig,
