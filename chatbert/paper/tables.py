@@ -301,12 +301,13 @@ def table_compute(compute: pd.DataFrame, bench: pd.DataFrame, summary: pd.DataFr
     return tabular(["System", "Parameters (M)", "Training min", "ms/reply", "GFLOPs/reply"], body, "lrrrr")
 
 def table_train_bench(tb: pd.DataFrame) -> str:
-    "tab_train_bench: examples/s, real tokens/s, padding, GFLOP per example and matmul-peak share, before and after."
+    "tab_train_bench: examples/s, real tokens/s, supervised reply tokens/s, padding, GFLOP per example and matmul-peak share, before and after."
     if tb.empty: return no_results(RUN["train_bench"])
     body = []
     for r in tb.sort_values(["device", "system", "setting"], ascending=[True, True, False]).to_dict("records"):
         body.append([latex_escape(r["device"]), SYSTEMS.get(r["system"], latex_escape(r["system"])), latex_escape(r["setting"]),
-                     fmt_num(r["examples_per_s"], 1), fmt_num(r["tokens_per_s"], 0), fmt_num(100 * r["padding_share"], 1),
+                     fmt_num(r["examples_per_s"], 1), fmt_num(r["tokens_per_s"], 0), fmt_num(r.get("reply_tokens_per_s"), 0) if _num(r.get("reply_tokens_per_s")) is not None else "--",
+                     fmt_num(100 * r["padding_share"], 1),
                      fmt_num(r["gflop_per_example"], 2), fmt_num(r.get("peak_share"), 2) if _num(r.get("peak_share")) is not None else "--",
                      fmt_num(r["speedup"], 2) + r"$\times$" if _num(r.get("speedup")) is not None else ""])
-    return tabular(["Device", "System", "Setting", "ex/s", "tokens/s", r"pad \%", "GFLOP/ex", "peak share", "speed-up"], body, "lllrrrrrr")
+    return tabular(["Device", "System", "Setting", "ex/s", "tokens/s", "reply tokens/s", r"pad \%", "GFLOP/ex", "peak share", "speed-up"], body, "lllrrrrrrr")
