@@ -61,7 +61,7 @@ quickstart: $(STAMP)  ## the main job, offline on a CPU: train ChatBERT-ED on Ch
 bench: $(STAMP)  ## decoding latency of imr/ed/baseline_cpu (IMR 4/8/16 steps; batch 1 and 32) -> results/bench/decode_<device>.json (needs DailyDialog: $(DD))
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench
 
-bench-train: $(STAMP)  ## training cost of IMR (1, 2, 4 canvases per context)/ED/baseline, before and after the cost settings -> results/bench/train_<device>.json (needs DailyDialog: $(DD))
+bench-train: $(STAMP)  ## training cost of IMR (1, 2, 4 canvases per context; the context without gradient)/ED/baseline, before and after the cost settings -> results/bench/train_<device>.json (needs DailyDialog: $(DD))
 	HF_HUB_OFFLINE=1 CHATBERT_DAILYDIALOG=$(DD) $(BIN)/chatbert bench --train
 
 curves-before: $(STAMP)  ## before curves: the first 20,480 examples of imr/ed/ed_random/baseline_cpu at the earlier settings (~70 min on 2 cores), then full vs cut output layer -> results/bench/cut_offset_<device>.json
