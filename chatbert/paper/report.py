@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")   # files only, never a window: `make paper` runs headless
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -24,8 +25,8 @@ from .figures import (CURVE_ABLATIONS, IMR_RECIPES, fig_imr_recipes, ablation_de
 
 # %% auto #0
 __all__ = ['compute_numbers', 'config_numbers', 'run_numbers', 'data_numbers', 'bench_numbers', 'train_bench_numbers',
-           'curve_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex', 'system_numbers', 'report_figures',
-           'write_report']
+           'curve_numbers', 'recipe_numbers', 'imr_numbers', 'ablation_numbers', 'numbers_tex', 'system_numbers',
+           'report_figures', 'write_report']
 
 # %% ../../nbs/53_paper.report.ipynb #aff222fb
 def compute_numbers(compute: pd.DataFrame) -> dict[str, str]:
@@ -77,6 +78,20 @@ def curve_numbers(curves: pd.DataFrame, offsets: pd.DataFrame) -> dict[str, str]
     for r in offsets.to_dict("records"):
         out |= {f"cutoffset/{r['run']}/{c}": fmt_num(r[c], 3) for c in ("val_loss_full", "val_loss_cut") if _num(r.get(c)) is not None}
         if _num(r.get("val_loss_cut")) is not None: out[f"cutoffset/{r['run']}/offset"] = fmt_num(r["val_loss_full"] - r["val_loss_cut"], 3)
+    return out
+
+def recipe_numbers(curves: pd.DataFrame, recipes=IMR_RECIPES) -> dict[str, str]:
+    "`recipe/<run>/{final_loss,minutes,loss_at_half,minutes_to_target}` of each IMR recipe against the first one's final loss and half its time."
+    c = curves[curves["run"].isin(recipes) & curves["seconds"].notna()].sort_values("examples") if len(curves) else curves
+    t = c[c["run"] == next(iter(recipes))] if len(c) else c
+    if t.empty: return {}
+    goal, half = t["val_loss"].iloc[-1], t["seconds"].iloc[-1] / 2
+    out = {}
+    for run, g in c.groupby("run"):
+        reached = g[g["val_loss"] <= goal]          # the first validation at or below the target's final loss
+        out |= {f"recipe/{run}/final_loss": fmt_num(g["val_loss"].iloc[-1], 3), f"recipe/{run}/minutes": fmt_num(g["seconds"].iloc[-1] / 60, 1),
+                f"recipe/{run}/loss_at_half": fmt_num(float(np.interp(half, g["seconds"], g["val_loss"])), 3),
+                f"recipe/{run}/minutes_to_target": fmt_num(reached["seconds"].iloc[0] / 60, 1) if len(reached) else "not reached"}
     return out
 
 def imr_numbers(imr: dict[str, dict]) -> dict[str, str]:
@@ -183,7 +198,7 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
     figs = report_figures(runs, summary, ablations, imr, results)
     written += [save_pdf(fig, out/f"fig_{name}.pdf") for name, (fig, _) in figs.items()]
     numbers = {**config_numbers(), **compute_numbers(load_compute(results)), **run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
-               **curve_numbers(learning_curves(results), load_cut_offsets(results)),
+               **curve_numbers(learning_curves(results), load_cut_offsets(results)), **recipe_numbers(learning_curves(results)),
                **ablation_numbers(ablations), **system_numbers(systems, paired, check), **{f"fig/{k}/source": latex_escape(src) for k, (_, src) in figs.items()}}
     written.append(write_text_atomic(numbers_tex(numbers), out/"numbers.tex"))
     return written

@@ -304,7 +304,8 @@ def table_train_bench(tb: pd.DataFrame) -> str:
     "tab_train_bench: examples/s, real tokens/s, supervised reply tokens/s, padding, GFLOP per example and matmul-peak share, before and after."
     if tb.empty: return no_results(RUN["train_bench"])
     body = []
-    for r in tb.sort_values(["device", "system", "setting"], ascending=[True, True, False]).to_dict("records"):
+    order = lambda r: (r["device"], r["system"], {"before": 0, "after": 1}.get(r["setting"], 2), r["setting"])   # before, after, then the IMR variants
+    for r in sorted(tb.to_dict("records"), key=order):
         body.append([latex_escape(r["device"]), SYSTEMS.get(r["system"], latex_escape(r["system"])), latex_escape(r["setting"]),
                      fmt_num(r["examples_per_s"], 1), fmt_num(r["tokens_per_s"], 0), fmt_num(r.get("reply_tokens_per_s"), 0) if _num(r.get("reply_tokens_per_s")) is not None else "--",
                      fmt_num(100 * r["padding_share"], 1),
