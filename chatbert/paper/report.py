@@ -197,8 +197,9 @@ def write_report(results_dir="results", # results tree to read (relative paths: 
     written = [write_text_atomic(text, out/f"{name}.tex") for name, text in tables.items()]
     figs = report_figures(runs, summary, ablations, imr, results)
     written += [save_pdf(fig, out/f"fig_{name}.pdf") for name, (fig, _) in figs.items()]
+    curves = learning_curves(results)
     numbers = {**config_numbers(), **compute_numbers(load_compute(results)), **run_numbers(runs, summary), **data_numbers(stats), **bench_numbers(bench), **train_bench_numbers(tb), **imr_numbers(imr),
-               **curve_numbers(learning_curves(results), load_cut_offsets(results)), **recipe_numbers(learning_curves(results)),
+               **curve_numbers(curves, load_cut_offsets(results)), **recipe_numbers(curves),
                **ablation_numbers(ablations), **system_numbers(systems, paired, check), **{f"fig/{k}/source": latex_escape(src) for k, (_, src) in figs.items()}}
     written.append(write_text_atomic(numbers_tex(numbers), out/"numbers.tex"))
     return written
