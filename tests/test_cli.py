@@ -329,7 +329,7 @@ def test_judge_adds_listening_to_a_finished_folder_from_its_samples(tmp_path, ca
 
 
 def test_judge_fluency_scores_replies_with_one_cached_judge_and_files_its_planted_tests(tmp_path, monkeypatch, capsys):
-    "`chatbert judge --fluency FOLDER`: a judge of the folder's training conversations adds fluency, the grammar proxies and each reply's SLOR."
+    "`chatbert judge --fluency FOLDER`: a judge of the folder's training conversations adds fluency, the grammar proxies and each reply's score."
     monkeypatch.setenv("CHATBERT_RESULTS", str(tmp_path / "results")); monkeypatch.setenv("CHATBERT_CACHE", str(tmp_path / "cache"))
     refs = ["i would like to open an account .", "is there a bank near here ?", "how much is the rent ?", "that is fine with me ."] * 6
     replies = ["yes, i's here. here here here.", "ok ok.", "i would like a room .", "fine ."] * 6
@@ -344,7 +344,9 @@ def test_judge_fluency_scores_replies_with_one_cached_judge_and_files_its_plante
     assert m["doubled_word"] == 0.5 and m["broken_contraction"] == 0.25 and m["ref_doubled_word"] == m["ref_broken_contraction"] == 0
     assert m["fluency"] == pytest.approx(sum(per_reply) / len(per_reply)) and m["fluency_ratio"] == pytest.approx(m["fluency"] / m["ref_fluency"])
     check = json.loads((tmp_path / "results" / "judges" / "fluency_ccc.json").read_text())
-    assert set(check["slor"]) == {"shuffled", "doubled", "dropped_function_word"} and check["n_references"] == len(refs)
+    tests = {"shuffled", "doubled", "dropped_function_word", "content_word_to_the"}
+    assert check["score"] == "half_slor" and all(set(check[s]) == tests for s in ("lm_per_token", "half_slor", "slor"))
+    assert check["n_references"] == len(refs) and set(check["validation_turns"]["half_slor"]) == tests   # where the score was chosen
     assert check["corpus"]["source"] == "ccc" and check["training"]["train_tokens"] > 0
     assert main(["judge", "--fluency", str(run)]) == 0                              # the cached judge: the same scores
     assert json.loads((run / "metrics.json").read_text())["fluency"] == m["fluency"]

@@ -172,7 +172,7 @@ def _judge(args):
     if args.fluency:
         from chatbert.experiments.experiment import judge_for_folders
         fluency, check = judge_for_folders(folders)
-        acc = json.loads(check.read_text())["slor"]
+        acc = (c := json.loads(check.read_text()))[c["score"]]
         print(f"fluency judge: planted-test accuracy {', '.join(f'{k} {v:.3f}' for k, v in acc.items())} -> {shown(check)}", flush=True)
     for f in folders:
         m = add_judges(f, fluency)

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/40_experiments.experiment.ipynb #da720ddd
 from __future__ import annotations
-import csv, dataclasses, importlib, inspect, io, json, os, time
+import csv, dataclasses, importlib, inspect, io, json, os, random, time
 from pathlib import Path
 
 from ..backbone import load_tokenizer
@@ -12,7 +12,7 @@ from ..config import Config, ConfigError, from_dict, load_config, to_dict, read_
 from ..suites import registry
 from ..core import (cache_dir, environment_info, get_device, git_info, project_root, seed_everything, write_json_atomic,
                            write_jsonl_atomic, write_text_atomic)
-from ..data import load_examples, run_examples
+from ..data import load_conversations, load_examples, run_examples
 from datasets import DatasetDict
 from ..evaluation.metrics import BertScore, eval_indices, generation_metrics, mean_and_spread, timed_generate
 from ..evaluation.judges import listening
@@ -125,7 +125,7 @@ CORPUS_KEYS = ("source", "path", "hub_name", "val_percent", "test_percent", "max
 def judge_for_folders(folders: list[Path], # finished run or evaluation folders with config.yaml and samples.jsonl
                       out: Path | None = None, # where to write the planted-test accuracies (default: results/judges/)
                       log=print) -> tuple:
-    "The fluency judge (a `FluencyJudge`) of `folders`' training conversations, and the file with its planted-test accuracies."
+    "The fluency judge (a `FluencyJudge`) of `folders`' training conversations, and the file with its planted-test accuracies (test references, and validation turns)."
     from chatbert.evaluation.fluency import check_fluency_judge, fluency_corpus, fluency_judge
     if missing := [f for f in folders if not (Path(f)/"config.yaml").is_file()]:
         raise FileNotFoundError(f"{relative(missing[0])}: no config.yaml, so the fluency judge cannot know its training conversations")
@@ -135,7 +135,10 @@ def judge_for_folders(folders: list[Path], # finished run or evaluation folders 
         raise ConfigError("the folders were trained on different conversations; judge them for fluency one data config at a time")
     judge = fluency_judge(fluency_corpus(data[0]), log=log)
     refs = [json.loads(line)["reference"] for line in (Path(folders[0])/"samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    turns = [t for c in load_conversations(data[0])["validation"] for t in c.turns]     # where the judge's score was chosen
+    turns = random.Random(0).sample(turns, min(len(refs), len(turns)))
     check = {"references_from": relative(folders[0]), **check_fluency_judge(judge, refs),
+             "validation_turns": check_fluency_judge(judge, turns) if turns else None,
              "judge": dataclasses.asdict(judge.cfg), "training": judge.train_stats, "corpus": corpus[0]}
     return judge, write_json_atomic(check, (out or results_dir()/"judges")/f"fluency_{data[0].source}.json")
 

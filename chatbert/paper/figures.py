@@ -266,6 +266,7 @@ CURVE_ABLATIONS = tuple(registry("figures")["learning_curve_ablations"])   # the
 def fig_learning_curves(curves: pd.DataFrame, suffix: str = f"_{MAIN_SUITE}", also=CURVE_ABLATIONS) -> Figure:
     "Validation loss against examples seen for the runs whose name ends in `suffix`, and `also` dashed (one line per run)."
     c = curves[curves["run"].str.endswith(suffix) | curves["run"].isin(also)] if len(curves) else curves
+    if len(c): c = c[c["variant"] != "ra"]   # RA's loss is contrastive (per context, not per reply token): not on this axis
     if c.empty: return placeholder_figure(f"No learning curves yet: {RUN['runs'].format(configs='imr_cpu ed_cpu baseline_cpu')}")
     fig = Figure(figsize=(WIDTH, 2.4)); ax = fig.subplots()
     for run, g in c.groupby("run"):
@@ -283,7 +284,7 @@ def fig_cost_curves(curves: pd.DataFrame, offsets: pd.DataFrame | None = None, p
     have = [r for r in pairs if len(curves) and (curves["run"] == f"{r}_before").any()]
     if not have: return placeholder_figure("No before curves yet: " + RUN["runs"].format(configs=" ".join(f"{r}_before" for r in pairs)))
     with style():
-        fig = Figure(figsize=(WIDE, 1.9), layout="constrained"); axes = fig.subplots(1, len(have), squeeze=False)[0]
+        fig = Figure(figsize=(WIDE, 1.9), layout="constrained"); axes = fig.subplots(1, len(have), squeeze=False, sharey=True)[0]   # one metric: one scale
         for ax, run in zip(axes, have):
             for name, ls, label in ((run, "-", "after"), (f"{run}_before", "--", "before")):
                 g = curves[(curves["run"] == name) & (curves["examples"] <= upto)]

@@ -11,7 +11,7 @@ import pandas as pd
 from .results import RUN, SUITES, SYSTEMS, TAG_LABELS, _num, _run_command, suite_rows, variant_of
 
 # %% auto #0
-__all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'PAIRED_METRICS', 'PLATO_DAILYDIALOG',
+__all__ = ['MAIN_COLUMNS', 'SYSTEM_COLUMNS', 'SYSTEM_ORDER', 'REF_COLUMNS', 'JUDGE_SCORES', 'PAIRED_METRICS', 'PLATO_DAILYDIALOG',
            'LITERATURE_COLUMNS', 'RANK_COLUMNS', 'ABLATION_COLUMNS', 'latex_escape', 'safe_key', 'fmt_num',
            'decimals_for', 'fmt_metric', 'tabular', 'no_results', 'best_flags', 'cell', 'system_label', 'table_main',
            'mean_sd', 'table_systems', 'table_paired', 'table_judges', 'table_configs', 'table_literature',
@@ -42,7 +42,7 @@ def fmt_num(v: float, decimals: int = 2) -> str:
 _DECIMALS = [(r"(^|/)(bleu\d|rouge|bertscore_f1|nll|nelbo)", 2),             # 0-100 scores, and nats
              (r"(distinct\d|_rate$|(^|/)hits@|(^|/)mrr|(^|/)coverage$)", 3),  # 0-1 rates
              (r"(^|/)(ref_)?(listen_|fluency_ratio|doubled_word|broken_)", 3),  # the judges' 0-1 scores
-             (r"(^|/)(ref_)?fluency$", 2),                                   # SLOR, nats per token
+             (r"(^|/)(ref_)?fluency$", 2),                                   # the judge's score, nats per token
              (r"(^|/)(ref_)?len_", 1)]                                       # mean and percentile words
 
 def decimals_for(metric: str, v: float) -> int:
@@ -159,7 +159,9 @@ def table_systems(systems: dict[str, dict]) -> str | None:
                                             else ("1.00" if m == "fluency_ratio" else "")) for m, _, _, d in SYSTEM_COLUMNS]]]
     return tabular(["System", *[h + _ARROW[b] for _, h, b, _ in SYSTEM_COLUMNS]], body, "l" + "r" * len(SYSTEM_COLUMNS))
 
-PAIRED_METRICS = [("rougeL", "ROUGE-L", 2), ("listen_hits20", "Listening", 3), ("fluency", "Fluency (SLOR)", 2)]
+JUDGE_SCORES = {"lm_per_token": r"$\lambda{=}0$", "half_slor": r"$\lambda{=}\frac12$", "slor": r"$\lambda{=}1$ (SLOR)"}  # fluency.SCORES
+
+PAIRED_METRICS = [("rougeL", "ROUGE-L", 2), ("listen_hits20", "Listening", 3), ("fluency", "Fluency", 2)]
 
 def table_paired(paired: dict | None) -> str | None:
     "tab_paired_cpu: A - B with its 95% conversation-clustered interval, per metric; None without a paired file."
@@ -172,12 +174,16 @@ def table_paired(paired: dict | None) -> str | None:
     return tabular(["A $-$ B", *[h for _, h, _ in PAIRED_METRICS]], body, "l" + "r" * len(PAIRED_METRICS))
 
 def table_judges(check: dict | None) -> str | None:
-    "tab_judges: the fluency judge's planted-test accuracies, SLOR and the LM's per-token log-probability."
+    "tab_judges: the fluency judge's planted-test accuracies on the test references for each unigram weight, and the judge's on validation turns."
     if not check: return None
-    names = {"shuffled": "words shuffled", "doubled": "one word doubled", "dropped_function_word": "one function word dropped"}
-    body = [[names.get(k, latex_escape(k)), f"{check[f'n_{k}']:,}", fmt_num(check["slor"][k], 3), fmt_num(check["lm_per_token"][k], 3)]
-            for k in check["slor"]]
-    return tabular(["Corruption", "Pairs", "SLOR", "LM per token"], body, "lrrr")
+    names = {"shuffled": "words shuffled", "doubled": "one word doubled", "dropped_function_word": "one function word dropped",
+             "content_word_to_the": "a content word made ``the''"}
+    judge, val = check.get("score", "slor"), check.get("validation_turns", {})   # files written before the judge's own score: SLOR
+    scores = [s for s in JUDGE_SCORES if s in check]
+    body = [[names.get(k, latex_escape(k)), f"{check[f'n_{k}']:,}", *[fmt_num(check[s][k], 3) for s in scores],
+             fmt_num(val[judge][k], 3) if k in val.get(judge, {}) else "--"] for k in check[judge]]
+    heads = [JUDGE_SCORES[s] + (" (judge)" if s == judge else "") for s in scores]
+    return tabular(["Corruption", "Pairs", *heads, "Judge, validation"], body, "lr" + "r" * (len(scores) + 1))
 
 def table_configs(systems: dict[str, dict]) -> str | None:
     "tab_configs_cpu: each system's runs and evaluation folders (results/runs/...)."
