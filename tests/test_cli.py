@@ -1,6 +1,7 @@
 """The command line: quick help, options anywhere, and the bad-input table of issue 15: every case one line on stderr
 and exit code 2, found before a notebook kernel starts or a model is trained."""
 import json
+import math
 import os
 import re
 import subprocess
@@ -342,7 +343,7 @@ def test_judge_fluency_scores_replies_with_one_cached_judge_and_files_its_plante
     m = json.loads((run / "metrics.json").read_text())
     per_reply = [json.loads(line)["fluency"] for line in (run / "samples.jsonl").read_text().splitlines()]
     assert m["doubled_word"] == 0.5 and m["broken_contraction"] == 0.25 and m["ref_doubled_word"] == m["ref_broken_contraction"] == 0
-    assert m["fluency"] == pytest.approx(sum(per_reply) / len(per_reply)) and m["fluency_ratio"] == pytest.approx(m["fluency"] / m["ref_fluency"])
+    assert m["fluency"] == pytest.approx(sum(per_reply) / len(per_reply)) and m["fluency_ratio"] == pytest.approx(math.exp(m["fluency"] - m["ref_fluency"]))
     check = json.loads((tmp_path / "results" / "judges" / "fluency_ccc.json").read_text())
     tests = {"shuffled", "doubled", "dropped_function_word", "content_word_to_the"}
     assert check["score"] == "half_slor" and all(set(check[s]) == tests for s in ("lm_per_token", "half_slor", "slor"))

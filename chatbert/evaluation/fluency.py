@@ -176,10 +176,10 @@ def broken_form(text: str) -> bool:
     return doubled_word(text) or broken_contraction(text)
 
 def fluency_metrics(judge: FluencyJudge, replies: list[str], refs: list[str]) -> dict:
-    "`fluency` (the replies' mean score), the references' and their ratio, the grammar proxies, and each reply's score."
+    "`fluency` (the replies' mean score), the references', their ratio (exp of the gap), the grammar proxies, and each reply's score."
     r, h = judge.score(replies), judge.score(refs)
     share = lambda f, xs: float(np.mean([f(x) for x in xs]))
-    return {"fluency": float(r.mean()), "ref_fluency": float(h.mean()), "fluency_ratio": float(r.mean() / h.mean()),
+    return {"fluency": float(r.mean()), "ref_fluency": float(h.mean()), "fluency_ratio": float(np.exp(r.mean() - h.mean())),
             **{f"{p}{name}": share(f, xs) for name, f in (("doubled_word", doubled_word), ("broken_contraction", broken_contraction),
                                                           ("broken_rate", broken_form)) for p, xs in (("", replies), ("ref_", refs))},
             "fluency_per_example": r.tolist()}

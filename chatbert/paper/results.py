@@ -28,8 +28,7 @@ SYSTEMS = {"baseline": "Causal LM", "ed": "ChatBERT-ED", "imr": "ChatBERT-IMR", 
 MAIN_SUITE = registry("figures")["main_suite"]                # the README table's suite, its learning curves and transcripts
 IMR_RUNS = tuple(registry("figures")["imr_runs"])              # the results/imr/<run> the IMR figures prefer, in order
 ABLATION_FIGURE_SKIP = tuple(s for s, a in registry("ablations").items() if a.get("figure") is False)   # tabulated, not drawn
-TAG_LABELS = {"val_choice": "(decoding chosen on validation)",
-              "val_choice_v2": "(repairs chosen on validation; the config retrained)"}   # how a re-scoring is named in a table
+TAG_LABELS = {"val_choice": "(decoding chosen on validation)"}   # how a re-scoring is named in a table
 RUN = {  # the command that makes each kind of result
     "runs": "for c in {configs}; do chatbert train $c; done",
     "ablations": "papermill nbs/ablations.ipynb out.ipynb -p suite {suite}",
@@ -190,7 +189,8 @@ def example_results(root: Path) -> Path:
 # %% ../../nbs/50_paper.results.ipynb #956fde03
 SYSTEM_SEEDS = {s: list(e) for s, e in registry("seeds").items()}   # system -> its evaluation (run:tag) at each training seed
 PAIRED = {"folders": dict(registry("paired")["folders"]),              # seed-0 evaluation folders under results/runs
-          "pairs": [tuple(p) for p in registry("paired")["pairs"]]}    # A - B
+          "pairs": [tuple(p) for p in registry("paired")["pairs"]],    # A - B
+          "note": registry("paired").get("note", "")}                  # what a reader must know about a folder
 
 def _entry(r: dict) -> str: return r["config"] + (f":{r['eval_tag']}" if isinstance(r.get("eval_tag"), str) and r["eval_tag"] else "")
 
@@ -212,9 +212,8 @@ def write_paired(results_dir="results", spec: dict = PAIRED, n: int = 2000, seed
     from chatbert.evaluation.bootstrap import paired_table
     runs = _resolve(results_dir)/"runs"
     rows = paired_table({k: runs/f for k, f in spec["folders"].items()}, [tuple(p) for p in spec["pairs"]], n, seed)
-    note = "imr_repair is the same config retrained (see its README): its difference to imr mixes model instance and decoding"
     return write_json_atomic({"folders": {k: f"results/runs/{f}" for k, f in spec["folders"].items()}, "rows": rows, "n": n,
-                              "seed": seed, "git": git_info().get("commit"), "note": note}, _resolve(results_dir)/"eval"/"paired_cpu.json")
+                              "seed": seed, "git": git_info().get("commit"), "note": spec.get("note", "")}, _resolve(results_dir)/"eval"/"paired_cpu.json")
 
 def load_paired(results_dir="results") -> dict | None:
     "results/eval/paired_cpu.json (`chatbert paired`), or None."

@@ -168,7 +168,7 @@ def table_paired(paired: dict | None) -> str | None:
     if not paired: return None
     rows = {}
     for r in paired["rows"]: rows.setdefault((r["a"], r["b"]), {})[r["metric"]] = r
-    label = lambda s: {**SYSTEMS, "imr_repair": SYSTEMS["imr"] + " (repairs)"}.get(s, latex_escape(s))
+    label = lambda s: {**SYSTEMS, "imr_norepair": SYSTEMS["imr"] + " (no repairs)"}.get(s, latex_escape(s))
     body = [[f"{label(a)} $-$ {label(b)}", *[(rf"{fmt_num(m[k]['diff'], d)} [{fmt_num(m[k]['low'], d)}, {fmt_num(m[k]['high'], d)}]"
                                               if k in m else "--") for k, _, d in PAIRED_METRICS]] for (a, b), m in rows.items()]
     return tabular(["A $-$ B", *[h for _, h, _ in PAIRED_METRICS]], body, "l" + "r" * len(PAIRED_METRICS))
